@@ -32,40 +32,54 @@ _FMIN = torch.finfo(torch.float32).min  # stands in for -inf logits so that 0 * 
 # token statistics
 
 
+def _softmax_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """softmax(x, -1) written into the preallocated `out` (one fused max / exp-sum / scale kernel; on CPU a fresh
+    [N, V] result would cost more in page faults than the arithmetic)."""
+    try:
+        return torch.ops.aten._softmax.out(x, -1, False, out=out)
+    except (AttributeError, RuntimeError, NotImplementedError):  # no out= variant in this build
+        return out.copy_(torch.softmax(x, -1))
+
+
 def _row_stats(x: torch.Tensor, t: torch.Tensor, topk: int, work: torch.Tensor | None = None,
                flags: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """All statistics for float32 logits x [N, V] and clamped targets t [N] (long).
 
-    x is OVERWRITTEN (it becomes the max-shifted logits z); `work` and `flags` are optional float32 [>= N, V]
-    scratch buffers that token_stats_chunked reuses across chunks. On CPU a fresh [N, V] allocation costs more than
-    the arithmetic on it, so every full-vocabulary step is one in-place or out= pass: compare, sum, max, shift,
-    clamp, exp, compare, three multiply-sums, two sums, and top-K.
+    x is OVERWRITTEN (it becomes the max-shifted logits z, then p * z); `work` and `flags` are optional float32
+    [>= N, V] scratch buffers that token_stats_chunked reuses across chunks. On CPU a fresh [N, V] allocation costs
+    more than the arithmetic on it, so every full-vocabulary step is one in-place or out= pass: softmax, compare,
+    sum, multiply-sum, top-K, sum, shift, multiply-sum.
     """
     N, V = x.shape
-    e = torch.empty_like(x) if work is None else work[:N]  # [N, V] exp(z)
+    p = torch.empty_like(x) if work is None else work[:N]  # [N, V] p(v)
     le = torch.empty_like(x) if flags is None else flags[:N]  # [N, V] 1.0 where p(v) <= p(y_t), else 0.0
     xt = x.gather(-1, t[:, None])  # [N, 1] target logit
+    _softmax_into(x, p)
     # comparisons on the raw logits are exact and equivalent to comparing probabilities (softmax is monotone)
     torch.le(x, xt, out=le)
     rank = V - le.sum(-1)  # [N] tokens strictly more likely than the target; ties rank the target first
-    mx = x.amax(-1, keepdim=True)  # [N, 1]
-    z = x.sub_(mx).clamp_(min=_FMIN)  # [N, V] <= 0, row max exactly 0, no -inf (so that 0 * z stays 0)
+    mass = le.mul_(p).sum(-1)  # [N] sum_{v: p(v) <= p(y_t)} p(v), ties with the target included (u_t * s)
+    top, am = _topk(x, max(1, min(topk, V)))  # [N, K] largest logits, decreasing; [N] index of one row maximum
+    mx = top[:, :1]  # [N, 1] row max
+    top = (top - mx).clamp_(min=_FMIN)  # [N, K] the K largest shifted logits, max exactly 0, no -inf
     zt = (xt - mx).clamp_(min=_FMIN).squeeze(-1)  # [N]
-    torch.exp(z, out=e)  # [N, V]
-    # u_t = sum_{v: p(v) <= p(y_t)} p(v) (ties with the target included), numerator first: it frees `le`
-    mass_num = le.mul_(e).sum(-1)  # [N]
-    # s = sum_v e_v = 1 + rest, the row max contributing exactly 1. rest sums the other entries only (tied maxima
-    # count 1 each), so that lse = log1p(rest) keeps log p of a near-certain token precise on sharp distributions.
-    below = torch.ne(z, 0.0, out=le)  # [N, V] 1.0 off the row maxima
-    n_max = V - below.sum(-1)  # [N] >= 1
-    rest = below.mul_(e).sum(-1) + (n_max - 1.0)  # [N]
-    ez = e.mul_(z).sum(-1)  # [N] sum_v e_v z_v <= 0
-    return _finish(rank, mass_num, rest, ez, zt, z, topk)
+    z = x.sub_(mx)  # [N, V] <= 0, row max exactly 0 (-inf logits stay -inf)
+    # The softmax kernel's own normaliser is a plain float32 running sum (relative error up to ~2e-5 over 151,936
+    # entries), so the sums here renormalise by s = sum_v p_v (cascade summation): p_v / s is then exact to
+    # float32 rounding. q sums every entry but one row maximum (tied maxima count in q), so that
+    # lse = log sum_v exp(z_v) = log1p(q / p_max) keeps log p of a near-certain token precise.
+    pmax = p.gather(-1, am[:, None]).squeeze(-1)  # [N]
+    q = p.scatter_(-1, am[:, None], 0.0).sum(-1)  # [N]
+    s = q + pmax  # [N]
+    lse = torch.log1p(q / pmax)  # [N]
+    pz = z.mul_(p).nansum(-1) / s  # [N] sum_v p_v z_v <= 0 (the max's term is 0 anyway); nansum: 0 * -inf terms
+    return _finish(rank, mass / s, lse, pz, zt, top, topk)
 
 
 def _vocab_passes(x: torch.Tensor, t: torch.Tensor):
     """The passes over V of _row_stats, written out of place for torch.compile (which fuses them into a few loops:
-    C++/OpenMP on CPU, Triton on GPU). x [N, V] float32 is not modified. Returns rank, mass_num, rest, ez, zt, z."""
+    C++/OpenMP on CPU, Triton on GPU). x [N, V] float32 is not modified. Returns rank, mass, lse, pz, zt (all [N])
+    and the shifted logits z [N, V], as _finish takes them."""
     V = x.shape[-1]
     xt = x.gather(-1, t[:, None])  # [N, 1]
     le = (x <= xt).float()  # [N, V]
@@ -73,24 +87,23 @@ def _vocab_passes(x: torch.Tensor, t: torch.Tensor):
     z = (x - mx).clamp(min=_FMIN)  # [N, V]
     e = z.exp()  # [N, V]
     below = (z != 0).float()  # [N, V]
-    rest = (below * e).sum(-1) + ((V - below.sum(-1)) - 1.0)  # [N]
-    return V - le.sum(-1), (le * e).sum(-1), rest, (e * z).sum(-1), (xt - mx).clamp(min=_FMIN).squeeze(-1), z
-
-
-def _finish(rank, mass_num, rest, ez, zt, z, topk: int) -> dict[str, torch.Tensor]:
-    """The statistics from the per-row sums of the passes over V (all [N]) and the shifted logits z [N, V]."""
-    lse = torch.log1p(rest)  # [N]
+    rest = (below * e).sum(-1) + ((V - below.sum(-1)) - 1.0)  # [N] sum of e off one row maximum (precision)
     s = 1.0 + rest  # [N]
+    return (V - le.sum(-1), (le * e).sum(-1) / s, torch.log1p(rest), (e * z).sum(-1) / s,
+            (xt - mx).clamp(min=_FMIN).squeeze(-1), z)
+
+
+def _finish(rank, mass, lse, pz, zt, top, topk: int) -> dict[str, torch.Tensor]:
+    """The statistics from per-row results of the passes over V (all [N]): rank, u_t before the top-rank fix,
+    lse = log sum_v exp(z_v), pz = sum_v p_v z_v, the target's shifted logit zt; and top [N, K], the row's K largest
+    shifted logits in decreasing order."""
     logp = zt - lse  # [N]
-    mass = torch.where(zt == 0, 1.0, (mass_num / s).clamp(0.0, 1.0))  # a top-ranked target has u_t = 1 exactly
-    # H = lse - sum_v e_v z_v / s: two non-negative terms (z <= 0) that never cancel
-    ent = (lse - ez / s).clamp_min(0.0)  # [N]
+    mass = torch.where(zt == 0, 1.0, mass.clamp(0.0, 1.0))  # a top-ranked target has u_t = 1 exactly
+    # H = lse - sum_v p_v z_v: two non-negative terms (z <= 0) that never cancel
+    ent = (lse - pz).clamp_min(0.0)  # [N]
     # EAFT: entropy of the top-K renormalised distribution / log K, K capped at V
-    k = min(topk, z.shape[-1])
-    if k > 1:
-        ent_topk = _entropy(_topk_values(z, k)) / math.log(k)  # [N]; top-K of z keeps the row max 0
-    else:
-        ent_topk = torch.zeros_like(logp)
+    k = min(topk, top.shape[-1])
+    ent_topk = _entropy(top[:, :k]) / math.log(k) if k > 1 else torch.zeros_like(logp)  # [N]
     return {"logp": logp, "prob": logp.exp(), "entropy": ent, "entropy_topk": ent_topk, "mass": mass, "rank": rank}
 
 
@@ -104,8 +117,9 @@ def _compiled_vocab_passes():
     return _COMPILED["fn"]
 
 
-def _topk_values(z: torch.Tensor, k: int) -> torch.Tensor:
-    """The k largest values of each row of z [N, V], in decreasing order, without a top-k over all V entries.
+def _topk(z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest values of each row of z [N, V], in decreasing order, and the index of one row maximum, without
+    a top-k over all V entries.
 
     The row is cut into blocks of B; the k largest values all lie in the k blocks with the largest maxima (a value
     outside them is <= its own block's maximum <= each of those k maxima), so a top-k over the block maxima and then
@@ -115,11 +129,15 @@ def _topk_values(z: torch.Tensor, k: int) -> torch.Tensor:
     N, V = z.shape
     B = next((b for b in (64, 32, 16) if V % b == 0 and V // b >= 8 * k), None)
     if B is None:
-        return z.topk(k, dim=-1).values
+        vals, idx = z.topk(k, dim=-1)
+        return vals, idx[:, 0]
     blocks = z.view(N, V // B, B)  # [N, V/B, B]
     top_blocks = blocks.amax(-1).topk(k, dim=-1).indices  # [N, k]
     cand = blocks.gather(1, top_blocks[:, :, None].expand(N, k, B)).reshape(N, k * B)  # [N, k*B]
-    return cand.topk(k, dim=-1).values  # [N, k]
+    vals, idx = cand.topk(k, dim=-1)  # [N, k]
+    first = idx[:, 0]  # [N] position of the maximum among the candidates
+    argmax = top_blocks.gather(1, (first // B)[:, None]).squeeze(1) * B + first % B  # [N]
+    return vals, argmax
 
 
 def _entropy(z: torch.Tensor) -> torch.Tensor:
@@ -201,8 +219,9 @@ def token_stats_chunked(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targ
                 tpad = torch.zeros(rows, dtype=torch.long, device=tc.device)
                 tpad[:n] = tc
                 xbuf[n:].zero_()  # the last chunk's padding rows: finite values, results dropped
-                rank, mass_num, rest, ez, zt, z = _compiled_vocab_passes()(xbuf, tpad)  # [rows] ... [rows, V]
-                out = _finish(rank[:n], mass_num[:n], rest[:n], ez[:n], zt[:n], z[:n], topk)
+                rank, mass, lse, pz, zt, z = _compiled_vocab_passes()(xbuf, tpad)  # [rows] ... [rows, V]
+                top, _ = _topk(z[:n], max(1, min(topk, z.shape[-1])))  # [n, K]
+                out = _finish(rank[:n], mass[:n], lse[:n], pz[:n], zt[:n], top, topk)
             else:
                 out = _row_stats(x, tc, topk, work, flags)
             for key, val in out.items():

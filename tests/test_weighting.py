@@ -469,7 +469,8 @@ def test_online_and_pretrained_sources():
 @pytest.mark.parametrize("V", [151_936, 4_096, 1_000, 30])
 def test_blockwise_topk_equals_torch_topk(V):
     """The top-K values behind entropy_topk come from a two-stage (block maxima, then candidates) search; it must
-    give exactly torch.topk's values, with ties and with the largest values crowded into one block."""
+    give exactly torch.topk's values and a true argmax, with ties and with the largest values crowded into one
+    block."""
     g = torch.Generator().manual_seed(V)
     for trial in range(6):
         z = torch.randn(5, V, generator=g)
@@ -477,7 +478,10 @@ def test_blockwise_topk_equals_torch_topk(V):
             z = torch.round(z * 2) / 2  # many ties
         if trial >= 3 and V >= 64:
             z[:, :64] = 5.0 + torch.arange(64) * 1e-3 * (trial - 3)  # the whole top-20 in one block (or tied)
-        assert torch.equal(W._topk_values(z, 20), z.topk(20, dim=-1).values), (V, trial)
+        vals, argmax = W._topk(z, 20)
+        assert torch.equal(vals, z.topk(20, dim=-1).values), (V, trial)
+        # the index of one row maximum (any of tied maxima): the softmax path zeroes p there for log p precision
+        assert torch.equal(z.gather(1, argmax[:, None]).squeeze(1), z.amax(-1)), (V, trial)
 
 
 @pytest.mark.slow
