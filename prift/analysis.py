@@ -112,7 +112,9 @@ class DriftProbe(_callback_base()):
         self.bins = None
         self.done_steps: set[int] = set()
 
-    def _probe(self, model, step: int, final: bool = False):
+    def _probe(self, model, step: int, final: bool = False, write: bool = True):
+        """One probe. Every rank runs the forward passes (under FSDP the online model's parameters are sharded and
+        its forward is a collective: a probe on rank 0 alone would wait forever); only `write` (rank 0) records."""
         if step in self.done_steps:
             return
         was_training = model.training
@@ -121,6 +123,11 @@ class DriftProbe(_callback_base()):
             self.ref = _forward_stats(self.ref_model, self.ids, self.labels)
             self.bins = rank_bins(self.ref["prob"], self.n_bins)
         cur = _forward_stats(model, self.ids, self.labels, self.ref_model if self.kl else None)
+        if was_training:
+            model.train()
+        self.done_steps.add(step)
+        if not write:
+            return
         rec = {"step": step, **drift_metrics(cur["prob"], self.ref["prob"], self.bins, self.n_bins),
                "entropy_mean": float(cur["entropy"].mean()), "n_tokens": len(cur["prob"])}
         if self.token_counts:
@@ -133,22 +140,18 @@ class DriftProbe(_callback_base()):
         self.out.parent.mkdir(parents=True, exist_ok=True)
         with open(self.out, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
-        self.done_steps.add(step)
-        if was_training:
-            model.train()
 
     def on_train_begin(self, args, state, control, model=None, **kw):
-        if state.is_world_process_zero and state.global_step == 0:
-            self._probe(model, 0)
+        if state.global_step == 0:
+            self._probe(model, 0, write=state.is_world_process_zero)
 
     def on_step_end(self, args, state, control, model=None, **kw):
-        if state.is_world_process_zero and self.every and state.global_step % self.every == 0:
-            self._probe(model, state.global_step)
+        if self.every and state.global_step % self.every == 0:
+            self._probe(model, state.global_step, write=state.is_world_process_zero)
 
     def on_train_end(self, args, state, control, model=None, **kw):
-        if state.is_world_process_zero:
-            self.done_steps.discard(state.global_step)
-            self._probe(model, state.global_step, final=True)
+        self.done_steps.discard(state.global_step)
+        self._probe(model, state.global_step, final=True, write=state.is_world_process_zero)
 
 
 def read_probes(path: str | Path) -> list[dict]:

@@ -616,7 +616,9 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     probes = out_dir.parent / "probes.jsonl"
     if analysis and analysis.get("every") and heldout:
         from prift.analysis import DriftProbe
-        probe_ref = load_model(model_path, dtype="float32").to(trainer.args.device)
+        # the probes' frozen reference, on every rank (see DriftProbe._probe); bf16 when training in bf16, so that a
+        # 7-8B reference takes 16 GB of each GPU rather than 32 (statistics are computed in float32 either way)
+        probe_ref = load_model(model_path, dtype="bfloat16" if use_bf16 else "float32").to(trainer.args.device)
         trainer.add_callback(DriftProbe(tokenize_all(tok, heldout, recipe.max_length), probes, analysis["every"],
                                         ref_model=probe_ref, kl=analysis.get("kl", True),
                                         tokens=analysis.get("tokens", 1)))

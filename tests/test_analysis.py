@@ -75,3 +75,29 @@ def test_probe_records_per_token_p_of_the_first_examples(tiny_backbone, tmp_path
     probe0 = DriftProbe(held, tmp_path / "p0.jsonl", every=1, ref_model=ref, kl=False, tokens=0)
     probe0._probe(model, 0)
     assert "token_p" not in read_probes(tmp_path / "p0.jsonl")[0]
+
+
+def test_every_rank_runs_the_probe_forward_only_rank_zero_writes(tiny_backbone, tmp_path):
+    """Under FSDP the online model's forward is a collective over all ranks, so the callback must run the probe's
+    forward passes on every rank (a rank-0-only probe hangs the job); only the main process writes records."""
+    from types import SimpleNamespace
+    from prift.backbone import load_model, load_tokenizer
+    from prift.data import prepare_train, tokenize_all
+    tok = load_tokenizer(str(tiny_backbone))
+    held = tokenize_all(tok, prepare_train({"generator": "demo_math", "split": "train", "n": 3}, "math",
+                                           "qwen-boxed"), 96)
+    ref = load_model(str(tiny_backbone))
+    files = {}
+    for rank in (0, 1):
+        model = load_model(str(tiny_backbone))
+        calls = []
+        model.register_forward_hook(lambda *a, calls=calls: calls.append(1))
+        files[rank] = tmp_path / f"rank{rank}.jsonl"
+        probe = DriftProbe(held, files[rank], every=2, ref_model=ref)
+        for step in (0, 1, 2):
+            state = SimpleNamespace(global_step=step, is_world_process_zero=rank == 0)
+            (probe.on_train_begin if step == 0 else probe.on_step_end)(None, state, None, model=model)
+        probe.on_train_end(None, SimpleNamespace(global_step=2, is_world_process_zero=rank == 0), None, model=model)
+        assert len(calls) == 3 * len(held), rank  # steps 0 and 2, and the final probe: one forward per example
+    assert [r["step"] for r in read_probes(files[0])] == [0, 2, 2] and "entropy" in read_probes(files[0])[-1]
+    assert not files[1].exists()
