@@ -96,6 +96,7 @@ def _benchmark_problems(cfg: dict, domain: str) -> set[str]:
 
 
 def cmd_prepare(args):
+    from prift import config as C
     from prift import data as D
     cfg = _cfg(args)
     if args.benchmark:
@@ -105,13 +106,16 @@ def cmd_prepare(args):
         return
     dom = cfg["domains"][args.domain]
     held_out = _benchmark_problems(cfg, args.domain)
-    rows = D.prepare_train(dom["train"], dom["format"], dom["template"], exclude_problems=held_out)
-    # The drift probes' held-out examples (the paper: 64) are the last rows, never trained on.
-    an = cfg.get("analysis", {})
-    n_held = an.get("heldout", 64) if an.get("every") else 0
-    if n_held >= len(rows):
-        raise SystemExit(f"analysis.heldout={n_held} leaves no training example of domain '{args.domain}'")
-    heldout, rows = (rows[-n_held:], rows[:-n_held]) if n_held else ([], rows)
+    # The drift probes' held-out examples (the paper: 64), never trained on: the records after the training subset
+    # (`limit`), else the last ones of the training set (data.prepare_train).
+    probed = C.probed_domains(cfg)
+    n_held = cfg["analysis"].get("heldout", 64) if probed is None or args.domain in probed else 0
+    try:
+        rows = D.prepare_train(dom["train"], dom["format"], dom["template"], exclude_problems=held_out,
+                               heldout=n_held)
+    except ValueError as e:
+        raise SystemExit(f"analysis.heldout for domain '{args.domain}': {e}")
+    rows, heldout = rows if n_held else (rows, [])
     D.write_jsonl(args.out, rows)
     if args.heldout_out:
         D.write_jsonl(args.heldout_out, heldout)

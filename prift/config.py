@@ -397,6 +397,20 @@ def table_runs_of(cfg: dict, table: str) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys((spec["domain"], b, m) for b, m, _ in table_cells(spec)))
 
 
+def probed_domains(cfg: dict) -> set[str] | None:
+    """The domains whose SFT runs carry drift probes (analysis.every > 0): those of `analysis.tables` and of the
+    probe figures (Fig. 4, 5); None = every domain (no `analysis.tables` given); empty with probes off. Only these
+    domains set examples aside for the probes."""
+    an = cfg.get("analysis") or {}
+    if not an.get("every"):
+        return set()
+    if not an.get("tables"):
+        return None
+    figs = cfg.get("figures") or {}
+    return ({d for t in an["tables"] for d, _, _ in table_runs_of(cfg, t)}
+            | {figs[f]["domain"] for f in PROBE_FIGURES if f in figs})
+
+
 def sft_runs(cfg: dict) -> list[tuple[str, str, str]]:
     return [r for r in table_runs(cfg) if r[2] != ORIGINAL and rl_init(r[2]) is None]
 

@@ -117,14 +117,28 @@ def to_sft_example(rec: dict, fmt: str, template: str, idx: int) -> dict:
 
 
 def prepare_train(spec: dict, fmt: str, template: str, exclude_problems: set[str] = frozenset(),
-                  base_dir: str | Path = ".") -> list[dict]:
-    rows = load_records(spec, base_dir=base_dir)
+                  base_dir: str | Path = ".", heldout: int = 0) -> list[dict] | tuple[list[dict], list[dict]]:
+    """Normalised training examples of a dataset entry, without the benchmarks' problems.
+
+    heldout > 0 also returns `heldout` examples never trained on, for the drift probes: (train, heldout). With a
+    `limit` they are the records right after the first `limit` (the training set is then the same with probes on
+    or off); without one, the last `heldout` examples (the training set loses them)."""
+    limit = spec.get("limit")
+    rows = load_records({**spec, "limit": limit + heldout} if heldout and limit else spec, base_dir=base_dir)
     out = []
     for i, r in enumerate(rows):
         if r.get("problem") in exclude_problems:
             continue
-        out.append(to_sft_example(r, fmt, template, i))
-    return out
+        out.append((i, to_sft_example(r, fmt, template, i)))
+    if not heldout:
+        return [ex for _, ex in out]
+    cut = limit if limit else (out[-heldout][0] if len(out) > heldout else None)
+    if cut is None or not any(i < cut for i, _ in out):
+        raise ValueError(f"heldout={heldout} leaves no training example ({len(out)} examples in all)")
+    train, held = [ex for i, ex in out if i < cut], [ex for i, ex in out if i >= cut]
+    if not held:
+        raise ValueError(f"heldout={heldout}: the dataset has no record after its first limit={limit}")
+    return train, held
 
 
 def dataset_hash(examples: list[dict]) -> str:

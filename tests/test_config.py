@@ -70,6 +70,20 @@ def test_runs_and_references_from_tables():
         ("qwen3-8b-base", "math")]
 
 
+def test_probes_only_in_the_domains_that_draw_them():
+    """Drift probes (and the examples set aside for them) only where a figure reads them: the domains of
+    analysis.tables and of Fig. 4/5; all domains when no table is named; none with probes off."""
+    cfg = C.validate(_load("config.yaml"))
+    assert C.probed_domains(cfg) == {"medical-lowdata", "math"}  # Table 2 + Fig. 4/5, Table 3
+    assert C.probed_domains(C.validate(_load("demo.yaml"))) == {"math"}
+    cfg["figures"]["fig4"]["domain"] = "medical"
+    assert C.probed_domains(cfg) == {"medical-lowdata", "math", "medical"}
+    cfg["analysis"]["tables"] = []
+    assert C.probed_domains(cfg) is None
+    cfg["analysis"]["every"] = 0
+    assert C.probed_domains(cfg) == set()
+
+
 def test_per_backbone_methods_and_layouts():
     cfg = C.validate(_load("config.yaml"))
     t10 = cfg["tables"]["table10"]
