@@ -176,7 +176,8 @@ def completion_text(c) -> str:
 
 def verdict(text: str, gold: str, require_boxed: bool = True) -> bool:
     """Whether a response is correct: the evaluation's `math_correct` (and, with `require_boxed`, a boxed answer)."""
-    from prift.grading import _last_boxed, math_correct
+    from prift.grading import math_correct
+    from prift.grading.answers import _last_boxed
     if require_boxed and _last_boxed(text) is None:
         return False
     return bool(math_correct(text, str(gold)))

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from prift import grading
 from prift.grading import (
     extract_answer,
     gold_answer,
@@ -27,6 +26,7 @@ from prift.grading import (
     math_verify_correct,
     normalize_answer,
 )
+from prift.grading import equal, timeouts
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MATH_DIR = DATA / "math"
@@ -329,7 +329,7 @@ def test_timeout_counts_as_wrong_main_thread(monkeypatch):
         time.sleep(30)
         return True
 
-    monkeypatch.setattr(grading, "_math_equal_impl", slow)
+    monkeypatch.setattr(equal, "_math_equal_impl", slow)  # timeouts._resolve looks it up there
     t0 = time.monotonic()
     assert math_equal("1", "1.0", timeout=0.5) is False
     assert time.monotonic() - t0 < 5
@@ -362,15 +362,15 @@ def test_timeout_in_worker_threads():
 
 def test_thread_fallback_for_daemonic_processes(monkeypatch):
     """Inside daemonic processes (no children allowed) a daemon thread bounds the call."""
-    assert grading._run_in_thread("_math_equal_impl", ("1", "1.0"), 5.0) is True
+    assert timeouts._run_in_thread("_math_equal_impl", ("1", "1.0"), 5.0) is True
 
     def slow(pred, gold):
         time.sleep(3)
         return True
 
-    monkeypatch.setattr(grading, "_math_equal_impl", slow)
-    with pytest.raises(grading._Timeout):
-        grading._run_in_thread("_math_equal_impl", ("1", "1.0"), 0.2)
+    monkeypatch.setattr(equal, "_math_equal_impl", slow)  # timeouts._resolve looks it up there
+    with pytest.raises(timeouts._Timeout):
+        timeouts._run_in_thread("_math_equal_impl", ("1", "1.0"), 0.2)
 
 
 # =============================================================================
