@@ -338,6 +338,32 @@ def cmd_costs(args):
     log.info(f"{len(paths)} benchmark files → {args.out}")
 
 
+def cmd_fetch(args):
+    """Download the config's hub models and datasets (a machine with network) and write the overlay config."""
+    import copy
+    from prift import config as C
+    from prift import fetch as Fe
+    from prift.tables.render import atomic_write_text
+    raw = C.read(args.config)
+    C.validate(copy.deepcopy(raw))  # errors first; the overlay itself is keyed on the config as written
+    assets = Fe.hub_assets(raw)
+    dest = Path(args.dest).resolve()
+    if args.dry_run:
+        for a in assets:
+            rev = f"@{a.revision}" if a.revision else ""
+            what = {"model": "", "lcb": f" {a.version}", "dataset": f" [{a.split}]" + (f" first {a.rows}" if a.rows
+                                                                                        else "")}[a.kind]
+            print(f"{a.kind:8s} {a.where:40s} {a.hub}{rev}{what} → {Fe.local_path(a, dest)}")
+        return
+    if not assets:
+        log.info(f"{args.config} names nothing on the Hugging Face hub: nothing to fetch")
+        return
+    overlay = Fe.fetch(assets, dest, log=log.info)
+    atomic_write_text(args.out, Fe.overlay_text(overlay, args.config, dest))
+    log.info(f"{len(assets)} models and datasets under {dest}; overlay → {args.out} "
+             f"(snakemake --profile slurm --configfile {args.config} {args.out})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prift", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="verb", required=True)
@@ -392,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--benchmarks", required=True, help="the benchmarks root: <results>/benchmarks/<stage>/...tsv")
     s.add_argument("--gpus", nargs="*", help="STAGE=N: GPUs one job of the stage requests (default 0)")
     s.add_argument("--out", required=True)
+    s = verb("fetch", cmd_fetch, "download the config's hub models and datasets for offline compute nodes; writes "
+             "a config overlay that points the DAG at the local copies")
+    s.add_argument("--dest", required=True, help="where the copies go (shared by the cluster's nodes)")
+    s.add_argument("--out", default="config/fetched.yaml", help="the overlay config (default: config/fetched.yaml)")
+    s.add_argument("--dry-run", action="store_true", help="list what would be fetched and where; download nothing")
     s = verb("figures", cmd_figures, "the mechanism figures (Fig. 1a/1b/3a/3c) from the runs' drift probes, or one "
              "figure of the config's `figures:` (--figure)")
     s.add_argument("--probes", nargs="+"); s.add_argument("--out-dir")

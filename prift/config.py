@@ -167,12 +167,17 @@ def with_defaults(cfg: dict) -> dict:
     return cfg
 
 
-def load(path: str | Path, overrides: dict | None = None) -> dict:
+def read(path: str | Path) -> dict:
+    """The config file as written (not validated, sweeps not expanded)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
     # The DAG hands the verbs its validated config as JSON, whose floats (5e-05) YAML 1.1 would read as strings.
-    cfg = (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    return (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    cfg = read(path)
     if overrides:
         cfg = deep_merge(cfg, overrides)
     return validate(cfg)
