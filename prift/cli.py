@@ -128,7 +128,8 @@ def cmd_score(args):
     from prift.scoring import score
     cfg = _cfg(args)
     sc, dom = cfg["scoring"], cfg["domains"][args.domain]
-    score(args.model or C.backbone_path(cfg, args.reference), read_jsonl(args.data), args.out,
+    weights = C.resolve_weights(cfg, args.model or C.backbone_path(cfg, args.reference))
+    score(weights, read_jsonl(args.data), args.out,
           max_length=cfg["training"][args.domain]["max_length"], topk=sc.get("topk", 20),
           chunk_size=sc.get("chunk_size", 1024), max_batch_tokens=sc.get("max_batch_tokens", 16384),
           compile=sc.get("compile", "auto"),
@@ -143,9 +144,10 @@ def cmd_sft(args):
     cfg = _cfg(args)
     method = Method.from_config(args.method, cfg["methods"][args.method])
     recipe = Recipe.from_config(cfg["training"][args.domain])
-    train(model_path=C.backbone_path(cfg, args.backbone), examples=read_jsonl(args.data), out_dir=args.out,
-          method=method, recipe=recipe, scores_path=args.scores,
-          ref_model_path=C.backbone_path(cfg, method.reference or args.backbone) if method.needs_ref_logits else None,
+    ref = C.backbone_path(cfg, method.reference or args.backbone) if method.needs_ref_logits else None
+    train(model_path=C.resolve_weights(cfg, C.backbone_path(cfg, args.backbone)), examples=read_jsonl(args.data),
+          out_dir=args.out, method=method, recipe=recipe, scores_path=args.scores,
+          ref_model_path=C.resolve_weights(cfg, ref) if ref else None,
           heldout=read_jsonl(args.heldout) if args.heldout else None, analysis=cfg.get("analysis"), log=log.info)
 
 
@@ -178,7 +180,7 @@ def cmd_rl(args):
     if args.init not in rl["inits"]:
         raise C.ConfigError(f"config key 'rl.inits': '{args.init}' is not an RL init (known: {rl['inits']})")
     recipe = RLRecipe.from_config({"seed": cfg["seed"], **(rl.get("recipe") or {})}, rl["backbones"][args.backbone])
-    train_rl(model_path=args.model or C.model_dir(cfg, args.domain, args.backbone, args.init),
+    train_rl(model_path=C.resolve_weights(cfg, args.model or C.model_dir(cfg, args.domain, args.backbone, args.init)),
              prompts=read_jsonl(args.prompts), out_dir=args.out, recipe=recipe, log=log.info)
 
 
@@ -214,6 +216,7 @@ def generation_settings(cfg: dict, benchmark: str) -> dict:
 
 
 def cmd_generate(args):
+    from prift import config as C
     from prift.data import read_jsonl
     from prift.generate import generate
     cfg = _cfg(args)
@@ -222,7 +225,8 @@ def cmd_generate(args):
         raise SystemExit(f"benchmark '{args.benchmark}' (kind mcq) is not sampled: `prift grade --model` scores it")
     g = generation_settings(cfg, args.benchmark)
     template = bench["suite"] if bench["kind"] == "code" else "qwen-boxed"
-    generate(args.model, read_jsonl(args.problems), args.out, n=g.get("n", 16), temperature=g.get("temperature", 1.0),
+    generate(C.resolve_weights(cfg, args.model), read_jsonl(args.problems), args.out,
+             n=g.get("n", 16), temperature=g.get("temperature", 1.0),
              top_p=g.get("top_p", 1.0), max_new_tokens=g.get("max_new_tokens", 4096), seed=cfg["seed"],
              backend=g.get("backend", "auto"), batch_size=g.get("batch_size", 64), template=template,
              chat=bench.get("chat", True), log=log.info,
@@ -247,6 +251,7 @@ def _lmeval_backend(cfg: dict) -> tuple[str, dict]:
 
 
 def cmd_grade(args):
+    from prift import config as C
     from prift.data import read_jsonl
     cfg = _cfg(args)
     bench = _bench(cfg, args.benchmark)
@@ -257,7 +262,7 @@ def cmd_grade(args):
                              f"lm-eval scores the option letters of the model")
         from prift.mcq import grade_mcq
         _, kw = _lmeval_backend(cfg)
-        s = grade_mcq(args.model, args.benchmark, _data_path(args.benchmark, bench), args.out,
+        s = grade_mcq(C.resolve_weights(cfg, args.model), args.benchmark, _data_path(args.benchmark, bench), args.out,
                       limit=bench["data"].get("limit"), log=log.info, **kw)
         log.info(f"graded {args.benchmark}: {s}")
         return

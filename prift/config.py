@@ -484,6 +484,21 @@ def backbone_path(cfg: dict, backbone: str) -> str:
     return b.get("path") or b["hub"]
 
 
+def resolve_weights(cfg: dict, path_or_id: str) -> str:
+    """What a verb hands its loader (transformers, vLLM, lm-eval): a hub id whose backbone entry pins a `revision`
+    becomes the local snapshot of that revision (downloaded, or from the cache when offline), so that every loader
+    reads the pinned weights; anything else is returned unchanged."""
+    revs = {b["revision"] for b in cfg["backbones"].values()
+            if b.get("hub") == path_or_id and not b.get("path") and b.get("revision")}
+    if not revs or Path(path_or_id).exists():
+        return path_or_id
+    if len(revs) > 1:
+        raise ConfigError(f"backbones: {path_or_id} is pinned to several revisions ({', '.join(sorted(revs))}); "
+                          f"give each its own local `path`")
+    from huggingface_hub import snapshot_download
+    return snapshot_download(path_or_id, revision=revs.pop())
+
+
 def model_dir(cfg: dict, domain: str, backbone: str, method: str) -> str:
     if method == ORIGINAL:
         return backbone_path(cfg, backbone)

@@ -132,3 +132,26 @@ def test_dag_runs_on_the_overlay(fake_hub, tmp_path):
     assert cfg["domains"]["math"]["train"]["path"].startswith(str(tmp_path / "hub"))
     assert cfg["backbones"]["qwen3-8b-base"]["path"] == str(tmp_path / "hub" / "models" / "qwen3-8b-base")
     assert yaml.safe_load(ov.read_text()) == overlay
+
+
+def test_pinned_revision_reaches_every_loader_as_a_snapshot(monkeypatch, tmp_path):
+    """A backbone's `revision:` pins what every verb loads: the hub id becomes that revision's local snapshot
+    (transformers, vLLM and lm-eval then read the same weights); unpinned ids and local paths pass unchanged."""
+    import huggingface_hub
+    got = []
+
+    def snapshot(repo_id, revision=None, **kw):
+        got.append((repo_id, revision))
+        return str(tmp_path / "snap" / revision)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    cfg = C.validate(C.read(PAPER))
+    cfg["backbones"]["llama-2-7b"]["revision"] = "01c7f73"
+    assert C.resolve_weights(cfg, "meta-llama/Llama-2-7b-hf") == str(tmp_path / "snap" / "01c7f73")
+    assert got == [("meta-llama/Llama-2-7b-hf", "01c7f73")]
+    assert C.resolve_weights(cfg, "Qwen/Qwen3-8B-Base") == "Qwen/Qwen3-8B-Base"  # not pinned
+    assert C.resolve_weights(cfg, str(tmp_path)) == str(tmp_path)  # a local directory (a fine-tuned run)
+    cfg["backbones"]["llama-2-7b-again"] = {**cfg["backbones"]["llama-2-7b"], "revision": "main"}
+    with pytest.raises(C.ConfigError, match="pinned to several revisions"):
+        C.resolve_weights(cfg, "meta-llama/Llama-2-7b-hf")
+    assert len(got) == 1
