@@ -220,6 +220,7 @@ def test_paper_dry_run_lists_table5_rl_jobs(tmp_path):
     cfg["results"] = str(tmp_path / "results")
     cfg["tables"] = {"table5": cfg["tables"]["table5"]}
     cfg.pop("figures", None)
+    cfg["analysis"]["tables"] = ["table5"]  # the paper's probe tables (2, 3) are not in this cut-down config
     out = _dry_run(_write(cfg, tmp_path / "c.yaml"))
     counts = _job_counts(out)
     assert counts["rl"] == 8 and counts["sft"] == 8 and counts["prepare_rl"] == 1
