@@ -110,12 +110,14 @@ def cmd_prepare(args):
     # (`limit`), else the last ones of the training set (data.prepare_train).
     probed = C.probed_domains(cfg)
     n_held = cfg["analysis"].get("heldout", 64) if probed is None or args.domain in probed else 0
-    try:
-        rows = D.prepare_train(dom["train"], dom["format"], dom["template"], exclude_problems=held_out,
-                               heldout=n_held)
-    except ValueError as e:
-        raise SystemExit(f"analysis.heldout for domain '{args.domain}': {e}")
-    rows, heldout = rows if n_held else (rows, [])
+    if not n_held:
+        rows, heldout = D.prepare_train(dom["train"], dom["format"], dom["template"], exclude_problems=held_out), []
+    else:
+        try:
+            rows, heldout = D.prepare_train_heldout(dom["train"], dom["format"], dom["template"], n_held,
+                                                    exclude_problems=held_out)
+        except ValueError as e:
+            raise SystemExit(f"analysis.heldout for domain '{args.domain}': {e}")
     D.write_jsonl(args.out, rows)
     if args.heldout_out:
         D.write_jsonl(args.heldout_out, heldout)

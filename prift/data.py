@@ -116,22 +116,29 @@ def to_sft_example(rec: dict, fmt: str, template: str, idx: int) -> dict:
     raise ValueError(f"unknown training format {fmt!r} (known: numina, math, messages, medmcqa)")
 
 
-def prepare_train(spec: dict, fmt: str, template: str, exclude_problems: set[str] = frozenset(),
-                  base_dir: str | Path = ".", heldout: int = 0) -> list[dict] | tuple[list[dict], list[dict]]:
-    """Normalised training examples of a dataset entry, without the benchmarks' problems.
+def _examples(spec: dict, fmt: str, template: str, exclude_problems: set[str], base_dir, extra: int = 0):
+    """(record index, normalised example) of a dataset entry, the benchmarks' problems left out; `extra` records
+    past the entry's `limit` are read too."""
+    limit = spec.get("limit")
+    rows = load_records({**spec, "limit": limit + extra} if extra and limit else spec, base_dir=base_dir)
+    return [(i, to_sft_example(r, fmt, template, i)) for i, r in enumerate(rows)
+            if r.get("problem") not in exclude_problems]
 
-    heldout > 0 also returns `heldout` examples never trained on, for the drift probes: (train, heldout). With a
-    `limit` they are the records right after the first `limit` (the training set is then the same with probes on
+
+def prepare_train(spec: dict, fmt: str, template: str, exclude_problems: set[str] = frozenset(),
+                  base_dir: str | Path = ".") -> list[dict]:
+    """Normalised training examples of a dataset entry, without the benchmarks' problems."""
+    return [ex for _, ex in _examples(spec, fmt, template, exclude_problems, base_dir)]
+
+
+def prepare_train_heldout(spec: dict, fmt: str, template: str, heldout: int,
+                          exclude_problems: set[str] = frozenset(),
+                          base_dir: str | Path = ".") -> tuple[list[dict], list[dict]]:
+    """(train, held): prepare_train's examples and `heldout` more never trained on, for the drift probes. With a
+    `limit` they are the records right after the first `limit` (the training set is then prepare_train's, probes on
     or off); without one, the last `heldout` examples (the training set loses them)."""
     limit = spec.get("limit")
-    rows = load_records({**spec, "limit": limit + heldout} if heldout and limit else spec, base_dir=base_dir)
-    out = []
-    for i, r in enumerate(rows):
-        if r.get("problem") in exclude_problems:
-            continue
-        out.append((i, to_sft_example(r, fmt, template, i)))
-    if not heldout:
-        return [ex for _, ex in out]
+    out = _examples(spec, fmt, template, exclude_problems, base_dir, extra=heldout)
     cut = limit if limit else (out[-heldout][0] if len(out) > heldout else None)
     if cut is None or not any(i < cut for i, _ in out):
         raise ValueError(f"heldout={heldout} leaves no training example ({len(out)} examples in all)")

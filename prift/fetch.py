@@ -83,13 +83,15 @@ def _asset(cfg: dict, node: dict, keys: tuple[str, ...], held: int) -> Asset:
 def local_path(asset: Asset, dest: Path) -> Path:
     """Where an asset goes under `dest`: models/<backbone>/, data/<hub>[.<name>].<split>[.<rows>].jsonl,
     lcb/<hub>/ (the same directory for every release tag: release_vN's shards are a subset of release_vN+1's)."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", asset.hub)
-    rev = f"@{re.sub(r'[^A-Za-z0-9._-]+', '_', asset.revision)}" if asset.revision else ""
+    def slug(text: str) -> str:  # a file-name-safe form of a hub id, revision or split ("train[10000:]")
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+    rev = f"@{slug(asset.revision)}" if asset.revision else ""
     if asset.kind == "model":
         return dest / "models" / (asset.keys[1] + rev)
     if asset.kind == "lcb":
-        return dest / "lcb" / (slug + rev)
-    parts = [slug + rev] + ([asset.name] if asset.name else []) + [re.sub(r"[^A-Za-z0-9._-]+", "_", asset.split)]
+        return dest / "lcb" / (slug(asset.hub) + rev)
+    parts = [slug(asset.hub) + rev] + ([asset.name] if asset.name else []) + [slug(asset.split)]
     parts += [f"first{asset.rows}"] if asset.rows else []
     return dest / "data" / (".".join(parts) + ".jsonl")
 

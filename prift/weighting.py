@@ -196,7 +196,7 @@ def token_stats_chunked(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targ
         b = None if lm_head_bias is None else lm_head_bias.detach()
         parts = {key: [] for key in STAT_KEYS}
         rows = chunk_size if compile else min(chunk_size, h.shape[0])
-        # three float32 [rows, V] buffers for the whole pass: logits, exp, comparison flags
+        # three float32 [rows, V] buffers for the whole pass: logits, probabilities, comparison flags
         ws = {} if workspace is None else workspace
         have = ws.get("bufs")
         if have is None or have[0].shape[0] < rows or have[0].shape[1] != W.shape[0] or have[0].device != h.device:

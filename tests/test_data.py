@@ -97,13 +97,13 @@ def test_heldout_comes_after_the_training_subset(tmp_path):
     D.write_jsonl(path, [{"problem": f"p{i}", "solution": f"s{i}", "id": i} for i in range(20)])
     spec = {"path": str(path), "limit": 12}
     off = D.prepare_train(spec, "math", "plain", exclude_problems={"p3"})
-    train, held = D.prepare_train(spec, "math", "plain", exclude_problems={"p3", "p13"}, heldout=4)
+    train, held = D.prepare_train_heldout(spec, "math", "plain", exclude_problems={"p3", "p13"}, heldout=4)
     assert train == off and len(train) == 11
     assert [h["id"] for h in held] == ["12", "14", "15"]  # records 12-15, the benchmark's p13 removed
-    train, held = D.prepare_train({"path": str(path)}, "math", "plain", heldout=5)
+    train, held = D.prepare_train_heldout({"path": str(path)}, "math", "plain", heldout=5)
     assert [t["id"] for t in train] == [str(i) for i in range(15)] and [h["id"] for h in held] == ["15", "16", "17",
                                                                                                "18", "19"]
     with pytest.raises(ValueError, match="no record after its first limit=20"):
-        D.prepare_train({"path": str(path), "limit": 20}, "math", "plain", heldout=4)
+        D.prepare_train_heldout({"path": str(path), "limit": 20}, "math", "plain", heldout=4)
     with pytest.raises(ValueError, match="heldout=20 leaves no training example"):
-        D.prepare_train({"path": str(path)}, "math", "plain", heldout=20)
+        D.prepare_train_heldout({"path": str(path)}, "math", "plain", heldout=20)

@@ -90,7 +90,7 @@ def test_fetch_writes_copies_and_an_overlay_the_config_accepts(fake_hub, tmp_pat
     assert C.backbone_path(cfg, "llama-2-7b") == str(tmp_path / "hub" / "models" / "llama-2-7b")
     # the training set read from the copy = the hub's first `limit` records, and the probes' 64 come right after
     spec = cfg["domains"]["medical-lowdata"]["train"]
-    train, held = D.prepare_train(spec, "medmcqa", "plain", heldout=64)
+    train, held = D.prepare_train_heldout(spec, "medmcqa", "plain", heldout=64)
     assert [t["id"] for t in train] == [r["id"] for r in medmcqa[:1000]]
     assert [h["id"] for h in held] == [r["id"] for r in medmcqa[1000:1064]]
     # Fig. 1c's references read the fetched slice through the entries the sweep derives from it
