@@ -179,7 +179,7 @@ def ab_overhead(seq: int, batch: int, reps: int, threads: int, configs=("sft", "
 
 def overhead_parts(seq: int, batch: int, reps: int = 200, configs=("sft", "prift-prob", "prift-mass")) -> dict:
     """The only code that differs between SFT and a cached PriFT method, timed alone: the collator (attaching the
-    cached statistics) and the weighting + weighted NLL (`_combine`) on the response tokens of one batch."""
+    cached statistics) and the weighting + weighted NLL (`method_weights`, `_combine`) on the response tokens of one batch."""
     from prift import sft
     g = torch.Generator().manual_seed(0)
     prompt = seq // 8
@@ -202,7 +202,7 @@ def overhead_parts(seq: int, batch: int, reps: int = 200, configs=("sft", "prift
         ones = torch.ones_like(logp, dtype=torch.bool)
         t0 = time.perf_counter()
         for _ in range(reps):
-            loss, _ = sft._combine(m, logp, ones, mask.sum(), stats)
+            loss, _ = sft._combine(m, logp, ones, mask.sum(), sft.method_weights(m, stats, ones))
             loss.backward()
         out[c] = {"collate_ms": 1e3 * t_col, "weights_and_loss_ms": 1e3 * (time.perf_counter() - t0) / reps}
     return out

@@ -131,12 +131,14 @@ def cmd_score(args):
     cfg = _cfg(args)
     sc, dom = cfg["scoring"], cfg["domains"][args.domain]
     weights = C.resolve_weights(cfg, args.model or C.backbone_path(cfg, args.reference))
+    student = args.student if args.student and args.student != args.reference else None
     score(weights, read_jsonl(args.data), args.out,
           max_length=cfg["training"][args.domain]["max_length"], topk=sc.get("topk", 20),
           chunk_size=sc.get("chunk_size", 1024), max_batch_tokens=sc.get("max_batch_tokens", 16384),
           compile=sc.get("compile", "auto"),
           template=dom["template"], revision=cfg["backbones"].get(args.reference, {}).get("revision"),
-          reference=args.reference, log=log.info)
+          reference=args.reference, student=student or "",
+          student_path=C.resolve_weights(cfg, C.backbone_path(cfg, student)) if student else None, log=log.info)
 
 
 def cmd_sft(args):
@@ -146,11 +148,15 @@ def cmd_sft(args):
     cfg = _cfg(args)
     method = Method.from_config(args.method, cfg["methods"][args.method])
     recipe = Recipe.from_config(cfg["training"][args.domain])
-    ref = C.backbone_path(cfg, method.reference or args.backbone) if method.needs_ref_logits else None
+    ref_key = method.reference or args.backbone
+    ref = C.backbone_path(cfg, ref_key) if method.needs_ref_logits else None
+    provenance = {"backbone": cfg["backbones"][args.backbone],
+                  "reference": cfg["backbones"].get(ref_key) if (method.cached or ref) else None}
     train(model_path=C.resolve_weights(cfg, C.backbone_path(cfg, args.backbone)), examples=read_jsonl(args.data),
           out_dir=args.out, method=method, recipe=recipe, scores_path=args.scores,
           ref_model_path=C.resolve_weights(cfg, ref) if ref else None,
-          heldout=read_jsonl(args.heldout) if args.heldout else None, analysis=cfg.get("analysis"), log=log.info)
+          heldout=read_jsonl(args.heldout) if args.heldout else None, analysis=cfg.get("analysis"),
+          provenance=provenance, log=log.info)
 
 
 def _rl_section(cfg: dict) -> dict:
@@ -183,7 +189,8 @@ def cmd_rl(args):
         raise C.ConfigError(f"config key 'rl.inits': '{args.init}' is not an RL init (known: {rl['inits']})")
     recipe = RLRecipe.from_config({"seed": cfg["seed"], **(rl.get("recipe") or {})}, rl["backbones"][args.backbone])
     train_rl(model_path=C.resolve_weights(cfg, args.model or C.model_dir(cfg, args.domain, args.backbone, args.init)),
-             prompts=read_jsonl(args.prompts), out_dir=args.out, recipe=recipe, log=log.info)
+             prompts=read_jsonl(args.prompts), out_dir=args.out, recipe=recipe,
+             provenance={"backbone": cfg["backbones"][args.backbone]}, log=log.info)
 
 
 def cmd_figures(args):
@@ -226,14 +233,30 @@ def cmd_generate(args):
     if bench["kind"] == "mcq":
         raise SystemExit(f"benchmark '{args.benchmark}' (kind mcq) is not sampled: `prift grade --model` scores it")
     g = generation_settings(cfg, args.benchmark)
-    template = bench["suite"] if bench["kind"] == "code" else "qwen-boxed"
+    template = bench["suite"] if bench["kind"] == "code" else "math"
+    dataset = None
+    if template == "evalplus":
+        dataset = _evalplus_dataset(args.benchmark, bench)
+    backbone = cfg["backbones"].get(args.backbone, {}) if args.backbone else {}
+    kw = {"tensor_parallel_size": g["tensor_parallel_size"]} if "tensor_parallel_size" in g and g.get(
+        "backend") == "vllm" else {}
     generate(C.resolve_weights(cfg, args.model), read_jsonl(args.problems), args.out,
              n=g.get("n", 16), temperature=g.get("temperature", 1.0),
              top_p=g.get("top_p", 1.0), max_new_tokens=g.get("max_new_tokens", 4096), seed=cfg["seed"],
              backend=g.get("backend", "auto"), batch_size=g.get("batch_size", 64), template=template,
-             chat=bench.get("chat", True), log=log.info,
-             **({"tensor_parallel_size": g["tensor_parallel_size"]}
-                if "tensor_parallel_size" in g and g.get("backend") == "vllm" else {}))
+             chat=bench.get("chat", True), prompt=g.get("prompt", "harness"), stop=g.get("stop"),
+             stop_token_ids=g.get("stop_token_ids", "auto"), dataset=dataset,
+             max_model_len=backbone.get("max_model_len"), provenance={"backbone": backbone}, log=log.info, **kw)
+
+
+def _evalplus_dataset(name: str, bench: dict) -> str:
+    """evalplus's dataset of a benchmark (humaneval, mbpp): from its name (humaneval_plus, mbpp_plus), else from its
+    release file's name."""
+    from prift.codeeval import evalplus_dataset
+    try:
+        return evalplus_dataset(name)
+    except ValueError:
+        return evalplus_dataset(Path(_data_path(name, bench)).name.lower().split("plus")[0])
 
 
 def _lmeval_backend(cfg: dict) -> tuple[str, dict]:
@@ -275,14 +298,11 @@ def cmd_grade(args):
         from prift.evaluation import grade_math_file
         s = grade_math_file(args.samples, problems, args.out)
     elif bench["suite"] == "evalplus":
-        from prift.codeeval import evalplus_dataset, grade_evalplus_file
+        from prift.codeeval import grade_evalplus_file
         first = next(iter(read_jsonl(args.samples)), {})
         chat = first.get("chat", bench.get("chat", True))   # what generation used (no chat template → False)
         path = _data_path(args.benchmark, bench)
-        try:   # evalplus's dataset: from the benchmark's name (humaneval_plus, mbpp_plus), else its release file
-            dataset = evalplus_dataset(args.benchmark)
-        except ValueError:
-            dataset = evalplus_dataset(Path(path).name.lower().split("plus")[0])
+        dataset = _evalplus_dataset(args.benchmark, bench)
         s = grade_evalplus_file(args.samples, problems, args.out, dataset=dataset, data_path=path, chat=chat,
                                 log=log.info)
     else:
@@ -391,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("score", cmd_score, "frozen reference pass → cached per-token statistics")
     s.add_argument("--domain", required=True); s.add_argument("--reference", required=True)
     s.add_argument("--model", help="reference weights (default: the backbone's)")
+    s.add_argument("--student", help="the backbone whose tokenisation the statistics are for (Tables 7, 8; default: "
+                   "the reference itself)")
     s.add_argument("--data", required=True); s.add_argument("--out", required=True)
     s = verb("sft", cmd_sft, "weighted SFT of one (domain, backbone, method) run")
     for a in ("--domain", "--backbone", "--method", "--data", "--out"):
@@ -406,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("generate", cmd_generate, "sample n completions per problem (math and code benchmarks)")
     for a in ("--model", "--benchmark", "--problems", "--out"):
         s.add_argument(a, required=True)
+    s.add_argument("--backbone", help="the backbone of the model (its max_model_len and config entry)")
     s = verb("grade", cmd_grade, "grade kept samples (math, code) or score a model's option letters (mcq)")
     s.add_argument("--benchmark", required=True); s.add_argument("--out", required=True)
     s.add_argument("--problems", help="prepared benchmark (math, code)")

@@ -51,12 +51,17 @@ def schema_errors(cfg: dict, schema_path: Path = SCHEMA) -> list[str]:
 
 def check_references(cfg: dict) -> list[str]:
     """Cross-references the schema cannot express."""
-    from prift.weighting import RULES
+    from prift.weighting import RULES, check_rule_params
     msgs = []
     for name, m in cfg["methods"].items():
         if m["rule"] not in RULES:
             msgs.append(f"config key 'methods.{name}.rule': unknown rule '{m['rule']}'{_suggest(m['rule'], RULES)}; "
                         f"known: {sorted(RULES)}")
+        else:
+            msgs += [f"config key 'methods.{name}.params': {p}" for p in check_rule_params(m["rule"], m.get("params"))]
+        if "kd_beta" in m and (m["rule"] != "prob" or m["source"] != "reference"):
+            msgs.append(f"config key 'methods.{name}.kd_beta': KD (App. D.1) is rule 'prob' on the teacher's cached "
+                        f"statistics (source 'reference'), not rule '{m['rule']}' with source '{m['source']}'")
         if m["source"] == "reference" and m.get("reference") not in cfg["backbones"]:
             msgs.append(f"config key 'methods.{name}.reference': source 'reference' needs a backbone key, "
                         f"got {m.get('reference')!r}")
@@ -124,6 +129,44 @@ def check_references(cfg: dict) -> list[str]:
     return msgs
 
 
+def tokenizer_family(cfg: dict, backbone: str) -> str | None:
+    """The declared tokenizer family of a backbone (`tokenizer:`); a fine-tuned run's weights (`run:`, Fig. 1c's
+    references) have the family of the backbone they were trained from."""
+    b = cfg["backbones"].get(backbone) or {}
+    if b.get("tokenizer"):
+        return b["tokenizer"]
+    return tokenizer_family(cfg, b["run"]["backbone"]) if b.get("run") else None
+
+
+def _trained_from(cfg: dict, backbone: str) -> str:
+    b = cfg["backbones"].get(backbone) or {}
+    return _trained_from(cfg, b["run"]["backbone"]) if b.get("run") else backbone
+
+
+def check_reference_tokenizers(cfg: dict) -> list[str]:
+    """A reference (or KD teacher) that is not the trained backbone itself scores that backbone's tokens (Tables 7,
+    8; Fig. 1c): only possible within one tokenizer family. Checked from the families the config declares
+    (`backbones.<b>.tokenizer`), since the DAG is parsed without loading any model; `prift score` then checks the two
+    vocabularies token by token."""
+    msgs = []
+    for _, b, m in sft_runs(cfg):
+        spec = cfg["methods"].get(m)
+        ref = spec.get("reference") if spec and spec["source"] == "reference" else None
+        if ref is None or ref == b or ref not in cfg["backbones"] or _trained_from(cfg, ref) == _trained_from(cfg, b):
+            continue
+        fr, fb = tokenizer_family(cfg, ref), tokenizer_family(cfg, b)
+        if fr is None or fb is None:
+            missing = [x for x, f in ((ref, fr), (b, fb)) if f is None]
+            msgs.append(f"config key 'methods.{m}.reference': reference '{ref}' scores the tokens of backbone '{b}'; "
+                        f"declare the tokenizer family of {' and '.join(repr(x) for x in missing)} "
+                        f"(backbones.<name>.tokenizer, e.g. qwen2.5) so that this can be checked before any job")
+        elif fr != fb:
+            msgs.append(f"config key 'methods.{m}.reference': reference '{ref}' (tokenizer {fr}) cannot score the "
+                        f"tokens of backbone '{b}' (tokenizer {fb}): a cross-model reference needs the student's "
+                        f"tokenizer family")
+    return msgs
+
+
 def _check_rl(cfg: dict) -> list[str]:
     """The `rl:` section: inits are fine-tuning methods, backbones are known, and the recipe (with each backbone's
     overrides) is a valid prift.rl.RLRecipe."""
@@ -151,6 +194,8 @@ def validate(cfg: dict) -> dict:
     msgs = schema_errors(cfg)
     if not msgs:
         msgs = check_references(cfg) + check_figures(cfg)
+    if not msgs:  # checks over the runs, which need every name to resolve
+        msgs = check_reference_tokenizers(cfg)
     if msgs:
         raise ConfigError("invalid config:\n  " + "\n  ".join(msgs))
     return expand_figures(with_defaults(cfg))
@@ -237,8 +282,11 @@ def sweep_points(cfg: dict, fig: str) -> list[dict]:
                   {"label": f"{base['label']} (EMA ρ={_num(rho)})", **_rule_part(base), **src})
     elif fig == "fig6b":
         for tau in f["taus"]:
+            strict = f.get("strict", True)
             spec = {"label": f"{base['label']} (τ={_num(tau)})", **_rule_part(base), "source": base["source"],
-                    "params": {**base.get("params", {}), "tau": tau, "strict": f.get("strict", True)}}
+                    "params": {**base.get("params", {}), "tau": tau, "strict": strict}}
+            if strict and tau >= 1:  # m_t = 1[u_t > 1] selects no token by definition: intended, not a failure
+                spec["min_selected_frac"] = 0
             if "reference" in base:
                 spec["reference"] = base["reference"]
             point(tau, base["label"], f"{f['method']}@tau={_num(tau)}", spec)
@@ -256,7 +304,7 @@ def sweep_points(cfg: dict, fig: str) -> list[dict]:
                 dentry = {k: v for k, v in dom.items() if k != "variant"} | {"train": data}
                 bentry = {"label": f"{bb['label']} + {rlabel} on {size}",
                           "run": {"domain": dkey, "backbone": f["backbone"], "method": rm},
-                          **{k: bb[k] for k in ("size_b", "max_model_len") if k in bb}}
+                          **{k: bb[k] for k in ("size_b", "max_model_len", "tokenizer") if k in bb}}
                 spec = {"label": f"{base['label']} (reference: {rlabel} on {size})", **_rule_part(base),
                         "source": "reference", "reference": bkey}
                 point(size, series, f"{f['method']}@ref={rm}{size}", spec,

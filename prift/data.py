@@ -33,6 +33,14 @@ def math_messages(problem: str, template: str = "qwen-boxed") -> list[dict]:
     raise ValueError(f"unknown prompt template {template!r} (known: qwen-boxed, plain)")
 
 
+def harness_prompt(problem: str) -> str:
+    """The math evaluation prompt of the Qwen2.5-Math harness (prompt type "qwen-boxed"): one fixed ChatML string
+    for every backbone, whatever its own chat template (a Qwen2.5 chat template renders the same text from
+    math_messages(problem, "qwen-boxed"); Qwen3's, DeepSeekMath's or LLaMA's would not)."""
+    return (f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{problem}{BOXED_SUFFIX}<|im_end|>\n"
+            f"<|im_start|>assistant\n")
+
+
 def mcq_prompt(question: str, options: dict[str, str]) -> str:
     """ASFT's medical multiple-choice prompt."""
     opts = "\n".join(f"{k}. {v}" for k, v in options.items())
@@ -164,25 +172,48 @@ def tokenizer_hash(tokenizer) -> str:
     return h.hexdigest()[:16]
 
 
-def prompt_ids(tokenizer, ex: dict) -> list[int]:
+# How the token ids of a training example are derived (`tokenize_example`). Part of the provenance of every score
+# file and of every run's fingerprint: statistics or checkpoints made another way are refused, not reused.
+TOKENIZATION = "joint-v1"
+
+
+def prompt_text(tokenizer, ex: dict) -> tuple[str, bool]:
+    """(the prompt as text, whether encoding it adds the tokenizer's own special tokens).
+
+    Chat messages go through the backbone's chat template, which writes its own special tokens (encoded without
+    adding more, as `apply_chat_template(tokenize=True)` does); a raw prompt (the medical format) is encoded as
+    lm-eval encodes a context: with the tokenizer's defaults, i.e. a BOS for LLaMA-2 and none for Qwen."""
     if "messages" in ex:
-        ids = tokenizer.apply_chat_template(ex["messages"], add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
-    return tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
+        return tokenizer.apply_chat_template(ex["messages"], add_generation_prompt=True, tokenize=False), False
+    return ex["prompt"], True
+
+
+def _encode(tokenizer, text: str, special: bool) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
 def tokenize_example(tokenizer, ex: dict, max_length: int) -> dict:
     """input_ids = prompt + response + eos, truncated to ``max_length``; labels = -100 on the prompt.
 
+    The response ids come from ONE encoding of prompt + response, split at the prompt's length (lm-eval's
+    `_encode_pair`: the whole is encoded, the ids after the prompt's own encoding are the response's; for a raw
+    prompt, trailing spaces of the prompt move to the response first, as lm-eval does). Encoded on its own, a SentencePiece tokenizer (LLaMA-2) starts
+    " A. Hypertension" with a bare "▁" token, i.e. it would train a token at the very position the evaluation scores
+    " A"; jointly, the first trained token is "▁A", the id lm-eval scores after "Answer:".
     Both the reference pass (`prift score`) and the trainer call this function, so the response tokens of the
     cached statistics line up with the trainer's labels one to one."""
-    p = prompt_ids(tokenizer, ex)
-    r = tokenizer(ex["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    text, special = prompt_text(tokenizer, ex)
+    response = ex["response"]
+    n_spaces = len(text) - len(text.rstrip())
+    if special and n_spaces and text.strip():  # a raw prompt, as lm-eval scores it (a chat prompt ends where
+        text, response = text[:-n_spaces], text[-n_spaces:] + response  # generation starts: "assistant\n")
+    p = _encode(tokenizer, text, special)
+    whole = _encode(tokenizer, text + response, special)
+    r = whole[len(p):] + [tokenizer.eos_token_id]
     ids = (p + r)[:max_length]
     labels = ([-100] * len(p) + r)[:max_length]
-    return {"id": ex["id"], "input_ids": ids, "labels": labels}
+    return {"id": ex["id"], "input_ids": ids, "labels": labels, "truncated": len(p) + len(r) > max_length,
+            "empty": not ex["response"].strip()}
 
 
 def tokenize_all(tokenizer, examples: list[dict], max_length: int) -> list[dict]:
@@ -192,6 +223,30 @@ def tokenize_all(tokenizer, examples: list[dict], max_length: int) -> list[dict]
         raise ValueError(f"{len(empty)} examples have no response token within max_length={max_length} "
                          f"(first ids: {empty[:5]}); raise max_length or filter them")
     return out
+
+
+def length_report(tokenized: list[dict]) -> dict:
+    """How many tokenised examples have an empty response (only the end-of-sequence token is trained) or were cut
+    by max_length (their response is partly or wholly lost), with the first ids of each."""
+    n = len(tokenized)
+    cut = [t["id"] for t in tokenized if t["truncated"]]
+    empty = [t["id"] for t in tokenized if t["empty"]]
+    return {"examples": n, "truncated": len(cut), "truncated_frac": len(cut) / max(n, 1), "truncated_ids": cut[:5],
+            "empty": len(empty), "empty_frac": len(empty) / max(n, 1), "empty_ids": empty[:5]}
+
+
+def check_lengths(report: dict, *, max_truncated_frac: float, max_empty_frac: float, what: str, log=print) -> None:
+    """Log the length report of a tokenised dataset and stop past the allowed fractions (training recipe keys
+    `max_truncated_frac`, `max_empty_frac`)."""
+    log(f"{what}: {report['examples']} examples, {report['truncated']} cut by max_length "
+        f"({100 * report['truncated_frac']:.2f}%), {report['empty']} with an empty response "
+        f"({100 * report['empty_frac']:.2f}%)")
+    for key, limit, fix in (("truncated", max_truncated_frac, "raise max_length"),
+                            ("empty", max_empty_frac, "filter the data")):
+        if report[f"{key}_frac"] > limit:
+            raise ValueError(f"{what}: {report[key]} of {report['examples']} examples are {key} "
+                             f"({100 * report[f'{key}_frac']:.2f}% > max_{key}_frac={limit:g}; first ids: "
+                             f"{report[f'{key}_ids']}); {fix} or raise max_{key}_frac in the training recipe")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

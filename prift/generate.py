@@ -3,11 +3,29 @@
 Output: jsonl, one line per (prompt, sample): {id, sample, text, finish_reason, prompt_tokens, completion_tokens}
 (+ `chat` for evalplus prompts: whether the chat prompt was used, which the grader needs to rebuild the program).
 temperature 0 is greedy decoding (one sample per prompt).
-Generation resumes: finished prompts are appended to `<out>.partial` as they complete, a restarted job skips them,
-and the final file appears (atomically) only when every prompt is done.
+
+Both backends get the same token ids (the prompt string encoded as vLLM encodes a text prompt: with the
+tokenizer's default special tokens - a BOS for LLaMA-style tokenizers, none for Qwen's), the same stops and the same
+seeds, and report stops the same way:
+  stops          the harness's: math - the Qwen2.5-Math harness's stop strings and the ids of those that are single
+                 tokens of the vocabulary (<|im_end|> 151645, <|endoftext|> 151643 for Qwen), configurable under
+                 `generation:`; evalplus - evalplus's own stop strings; LiveCodeBench - its runner's "###"; and the
+                 model's end-of-sequence ids (tokenizer and generation_config) everywhere, as vLLM stops on them;
+  finish_reason  "stop" (end of sequence, a stop id or a stop string), "length" (out of tokens or positions);
+  text           what was written before the stop (a stop string or stop token is not part of it);
+  completion_tokens  the tokens generated, without a final end-of-sequence / stop token; with a stop string, the
+                 tokens up to the one that completed it (vLLM's token_ids);
+  seeds          one per (problem id, sample index): a sample does not depend on what else is in its batch;
+  positions      prompt + completion never exceed the model's positions (`max_model_len`, e.g. 4,096 for
+                 Qwen2.5-Math): the budget of each prompt is min(max_new_tokens, max_model_len - prompt length).
+Generation resumes: finished prompts are appended to `<out>.partial` as they complete; its first line is the
+fingerprint of what produces the samples (model, prompts, settings), and a partial file made by anything else is
+discarded. Batches are fixed slices of the whole problem list, and a batch with any prompt left is generated whole,
+so a resumed file equals an uninterrupted one. The final file appears (atomically) only when every prompt is done.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -15,23 +33,13 @@ from pathlib import Path
 
 import torch
 
+# The Qwen2.5-Math harness (math_eval.py): stop strings of every vLLM call; their single-token ids are its stop ids.
+HARNESS_STOP = ("</s>", "<|im_end|>", "<|endoftext|>")
+LCB_STOP = ("###",)   # LiveCodeBench's runner (`--stop` default)
 
-def _done_ids(partial: Path) -> set[str]:
-    if not partial.exists():
-        return set()
-    done, lines = set(), []
-    with open(partial, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rows = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a crash: drop it and what follows
-                break
-            lines.append(line)
-            done.add(rows[0]["id"])
-    with open(partial, "w", encoding="utf-8") as f:  # rewrite without a torn last line
-        f.writelines(lines)
-    return done
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Prompts and stops
 
 def evalplus_chat(tokenizer, chat: bool = True) -> bool:
     """Whether evalplus prompts are chat prompts: asked for and possible (evalplus falls back to direct completion
@@ -40,106 +48,257 @@ def evalplus_chat(tokenizer, chat: bool = True) -> bool:
     return bool(chat) and is_chat(tokenizer)
 
 
-def render_prompts(tokenizer, problems: list[dict], template: str, chat: bool = True) -> list[str]:
-    """Prompt strings. template: a math template (prift.data.math_messages: qwen-boxed, plain) or a code suite
-    (prift.grading.CODE_SUITES: evalplus, livecodebench - the harness's own prompt). chat=False (evalplus only): the
-    bare problem prompt for the model to continue, as evalplus's direct completion."""
+def render_prompts(tokenizer, problems: list[dict], template: str, chat: bool = True,
+                   prompt: str = "harness") -> list[str]:
+    """Prompt strings. template: "math" or a code suite (prift.grading.CODE_SUITES: evalplus, livecodebench - the
+    harness's own prompt). Math: prompt="harness" is the Qwen2.5-Math harness's fixed string for every backbone
+    (prift.data.harness_prompt), prompt="template" the backbone's own chat template with the same messages.
+    chat=False (evalplus only): the bare problem prompt for the model to continue, as evalplus's direct completion."""
     from prift.grading import CODE_SUITES, code_prompt
     if template in CODE_SUITES:
         if template == "evalplus" and not evalplus_chat(tokenizer, chat):
             return [p["problem"].strip() + "\n" for p in problems]
         return [code_prompt(tokenizer, p, template) for p in problems]
-    from prift.data import math_messages
-    return [tokenizer.apply_chat_template(math_messages(p["problem"], template), add_generation_prompt=True,
-                                          tokenize=False) for p in problems]
+    if template != "math":
+        raise ValueError(f"unknown prompt kind {template!r} (math, {', '.join(CODE_SUITES)})")
+    from prift.data import harness_prompt, math_messages
+    if prompt == "harness":
+        return [harness_prompt(p["problem"]) for p in problems]
+    if prompt == "template":
+        return [tokenizer.apply_chat_template(math_messages(p["problem"], "qwen-boxed"), add_generation_prompt=True,
+                                              tokenize=False) for p in problems]
+    raise ValueError(f"generation.prompt must be 'harness' or 'template', not {prompt!r}")
 
 
-def _generate_transformers(model_path, prompts, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
-                           dtype=None, timings=None):
-    """Batched sampling with KV cache. Yields (prompt index, [(text, finish_reason, n_prompt, n_completion)] × n).
-    ``timings`` (a dict) receives ``load_s``, the seconds spent loading the tokenizer and model."""
-    from transformers import set_seed
+def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Prompt token ids as vLLM makes them from a text prompt (the tokenizer's default special tokens)."""
+    return [list(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
+
+
+def single_token_ids(tokenizer, strings) -> list[int]:
+    """The ids of those strings that the vocabulary holds as one token (<|im_end|> → 151645 for Qwen)."""
+    vocab = tokenizer.get_vocab()
+    return sorted({vocab[s] for s in strings if s in vocab})
+
+
+def stop_rules(tokenizer, template: str, *, chat: bool = True, dataset: str | None = None,
+               stop: list[str] | None = None, stop_token_ids: list[int] | str = "auto") -> tuple[list[str], list[int]]:
+    """(stop strings, stop token ids) of a benchmark's harness. Math: `stop` (default: the Qwen2.5-Math harness's)
+    and `stop_token_ids` ("auto": the ids of the stop strings that are single tokens). evalplus: its EOS list plus
+    "\\n```\\n" for chat prompts, or its direct-completion stops of `dataset` (humaneval, mbpp). LiveCodeBench: "###".
+    The model's own end-of-sequence ids are added by the backends."""
+    if template == "evalplus":
+        from evalplus.provider.utility import EOS, extra_eos_for_direct_completion
+        strings = list(EOS) + (["\n```\n"] if evalplus_chat(tokenizer, chat)
+                               else extra_eos_for_direct_completion(dataset or "humaneval"))
+        return strings, []
+    if template == "livecodebench":
+        return list(LCB_STOP), []
+    strings = list(HARNESS_STOP if stop is None else stop)
+    ids = single_token_ids(tokenizer, strings) if stop_token_ids == "auto" else [int(i) for i in stop_token_ids]
+    return strings, ids
+
+
+def eos_ids(tokenizer, model_path: str) -> list[int]:
+    """The model's end-of-sequence ids: the tokenizer's and its generation_config's (vLLM stops on both)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    try:
+        from transformers import GenerationConfig
+        e = GenerationConfig.from_pretrained(model_path).eos_token_id
+        ids |= set(e if isinstance(e, (list, tuple)) else [e] if e is not None else [])
+    except (OSError, ValueError):  # no generation_config.json
+        pass
+    return sorted(ids)
+
+
+def sample_seed(seed: int, problem_id: str, k: int) -> int:
+    """A seed per (problem, sample index): the same whatever the batching or a resume, distinct across samples."""
+    h = hashlib.sha256(f"{seed}\x00{k}\x00{problem_id}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def budgets(prompt_ids: list[list[int]], keys: list[str], max_new_tokens: int, max_len: int | None) -> list[int]:
+    """New tokens each prompt may take: max_new_tokens, capped so that prompt + completion fit max_len positions. A
+    prompt that leaves no room is an error (vLLM refuses it too), naming the problem."""
+    out = []
+    for ids, key in zip(prompt_ids, keys):
+        b = max_new_tokens if not max_len else min(max_new_tokens, max_len - len(ids))
+        if b < 1:
+            raise ValueError(f"problem {key!r}: its prompt of {len(ids)} tokens leaves no room in the model's "
+                             f"{max_len} positions (backbone max_model_len / max_position_embeddings)")
+        out.append(b)
+    return out
+
+
+def finish(tokenizer, ids: list[int], budget: int, eos: set[int], stops: list[str]) -> tuple[str, str, int]:
+    """(text, finish_reason, completion_tokens) of generated ids, as vLLM reports them: cut at the first end-of-
+    sequence / stop id (not counted) or at the first stop string (text before it; tokens up to the one that
+    completed it), else "length" after `budget` tokens."""
+    ids = ids[:budget]
+    cut = next((i for i, t in enumerate(ids) if t in eos), None)
+    seq = ids if cut is None else ids[:cut]
+    text = tokenizer.decode(seq, skip_special_tokens=True)
+    hits = [text.find(s) for s in stops if s and s in text]
+    if hits:
+        lo, hi = 1, len(seq)  # the shortest prefix whose text holds a stop string
+        while lo < hi:
+            mid = (lo + hi) // 2
+            part = tokenizer.decode(seq[:mid], skip_special_tokens=True)
+            if any(s and s in part for s in stops):
+                hi = mid
+            else:
+                lo = mid + 1
+        return text[:min(hits)], "stop", lo
+    if cut is not None:
+        return text, "stop", cut
+    return text, "length", len(seq)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Backends: (model_path, prompt ids, keys, batches, ...) → yields (prompt index, [(text, finish_reason, n_prompt,
+# n_completion)] × n) for every prompt of every batch given
+
+class SeededSampler:
+    """A transformers logits processor that samples each row with its own generator (row r of the batch is sample
+    `seeds[r]`), so that a sample depends on its (problem, sample index) seed only, as vLLM's per-request seeds: it
+    returns scores that are -inf everywhere but at the drawn token, for greedy search to pick."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device):
+        self.gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.temperature, self.top_p = float(temperature), float(top_p)
+
+    def __call__(self, input_ids, scores):
+        x = scores.float() / self.temperature  # [R, V]
+        if self.top_p < 1.0:  # keep the smallest set of tokens whose mass reaches top_p
+            sp, si = x.sort(-1, descending=True)
+            ps = sp.softmax(-1)
+            drop = (ps.cumsum(-1) - ps) >= self.top_p  # the mass before a token already reaches top_p
+            x = x.scatter(-1, si, sp.masked_fill(drop, float("-inf")))
+        probs = x.softmax(-1)  # [R, V]
+        drawn = torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.gens)])  # [R]
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(len(drawn), device=scores.device), drawn] = 0.0
+        return out
+
+
+def _generate_transformers(model_path, prompt_ids, keys, batches, *, n, temperature, top_p, max_new_tokens, seed,
+                           stop, stop_token_ids, max_model_len=None, dtype=None, timings=None):
+    """Batched sampling with KV cache, one generator per sample (SeededSampler)."""
+    from transformers import GenerationConfig, LogitsProcessorList
     from prift.backbone import load_model, load_tokenizer
     t0 = time.time()
     tok = load_tokenizer(model_path)
-    tok.padding_side = "left"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(model_path, dtype=dtype, device=device).eval()
     if timings is not None:
         timings["load_s"] = time.time() - t0
     max_pos = getattr(model.config, "max_position_embeddings", None)
-    per_batch = max(1, batch_size // n)  # prompts per batch; each expands to n sequences
-    for start in range(0, len(prompts), per_batch):
-        chunk = prompts[start:start + per_batch]
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        budget = max_new_tokens
-        if max_pos:  # respect the model's positions (Qwen2.5-Math has 4096)
-            budget = max(1, min(max_new_tokens, max_pos - enc["input_ids"].shape[1]))
-        set_seed(seed + start)  # deterministic per batch, whatever was generated before a resume
-        decoding = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0
-                    else dict(do_sample=False, temperature=None, top_p=None, top_k=None))  # greedy
+    max_len = min(x for x in (max_model_len, max_pos) if x) if (max_model_len or max_pos) else None
+    limit = budgets(prompt_ids, keys, max_new_tokens, max_len)
+    eos = set(eos_ids(tok, model_path)) | set(stop_token_ids)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos))
+    for batch in batches:
+        rows = [(i, k) for i in batch for k in range(n)]  # one row per sample
+        width = max(len(prompt_ids[i]) for i in batch)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        att = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (i, _) in enumerate(rows):  # left padding
+            ids[r, width - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i])
+            att[r, width - len(prompt_ids[i]):] = 1
+        gen_cfg = GenerationConfig(max_new_tokens=max(limit[i] for i in batch), do_sample=False,
+                                   eos_token_id=sorted(eos), pad_token_id=pad,
+                                   stop_strings=[s for s in stop if s] or None)
+        procs = LogitsProcessorList()
+        if temperature > 0:
+            procs.append(SeededSampler([sample_seed(seed, keys[i], k) for i, k in rows], temperature, top_p, device))
         with torch.no_grad():
-            out = model.generate(**enc, **decoding, max_new_tokens=budget, num_return_sequences=n,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        gen = out[:, enc["input_ids"].shape[1]:]
-        for j in range(len(chunk)):
-            n_prompt = int(enc["attention_mask"][j].sum())
-            samples = []
-            for s in range(n):
-                ids = gen[j * n + s].tolist()
-                finished = tok.eos_token_id in ids
-                if finished:  # what follows the end-of-sequence token is padding
-                    ids = ids[:ids.index(tok.eos_token_id)]
-                # (an unfinished sequence has no padding: a pad token in it was generated and counts)
-                samples.append((tok.decode(ids, skip_special_tokens=True), "stop" if finished else "length",
-                                n_prompt, len(ids)))
-            yield start + j, samples
+            out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), generation_config=gen_cfg,
+                                 logits_processor=procs, tokenizer=tok)
+        gen = out[:, width:].tolist()
+        for j, i in enumerate(batch):
+            samples = [finish(tok, gen[j * n + k], limit[i], eos, stop) for k in range(n)]
+            yield i, [(t, fr, len(prompt_ids[i]), nc) for t, fr, nc in samples]
 
 
-def _generate_vllm(model_path, prompts, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
-                   dtype=None, tensor_parallel_size=1, max_model_len=None, gpu_memory_utilization=0.9, timings=None):
+def _generate_vllm(model_path, prompt_ids, keys, batches, *, n, temperature, top_p, max_new_tokens, seed, stop,
+                   stop_token_ids, max_model_len=None, dtype=None, tensor_parallel_size=1,
+                   gpu_memory_utilization=0.9, timings=None):
     t0 = time.time()
     from vllm import LLM, SamplingParams
     llm = LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, seed=seed, dtype=dtype or "auto",
               max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
     if timings is not None:
         timings["load_s"] = time.time() - t0
+    limit = budgets(prompt_ids, keys, max_new_tokens, llm.llm_engine.model_config.max_model_len)
     # One request per sample, each with its own seed: SamplingParams(n=16, seed=s) gives every one of the 16 samples
     # the same seed, hence 16 identical samples (seen with vLLM 0.32); prefix caching shares the prompt's KV cache.
-    step = max(1, batch_size)
-    for start in range(0, len(prompts), step):
-        chunk = prompts[start:start + step]
-        params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                 seed=_sample_seed(seed, p, k)) for p in chunk for k in range(n)]
-        outs = llm.generate([p for p in chunk for _ in range(n)], params)
-        for j in range(len(chunk)):
-            yield start + j, [(o.outputs[0].text, o.outputs[0].finish_reason, len(o.prompt_token_ids),
-                               _vllm_completion_tokens(o.outputs[0])) for o in outs[j * n:(j + 1) * n]]
+    for batch in batches:
+        params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, max_tokens=limit[i], stop=list(stop),
+                                 stop_token_ids=list(stop_token_ids), seed=sample_seed(seed, keys[i], k))
+                  for i in batch for k in range(n)]
+        outs = llm.generate([{"prompt_token_ids": prompt_ids[i]} for i in batch for _ in range(n)], params)
+        for j, i in enumerate(batch):
+            yield i, [(o.outputs[0].text, o.outputs[0].finish_reason, len(o.prompt_token_ids),
+                       vllm_completion_tokens(o.outputs[0])) for o in outs[j * n:(j + 1) * n]]
 
 
-def _sample_seed(seed: int, prompt: str, k: int) -> int:
-    """A seed per (prompt, sample index): the same whatever the batching or a resume, distinct across samples."""
-    import hashlib
-    h = hashlib.sha256(f"{seed}\x00{k}\x00{prompt}".encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
-
-
-def _vllm_completion_tokens(c) -> int:
-    """vLLM keeps the end-of-sequence token it stopped on in ``token_ids`` (``stop_reason`` None: no stop string or
-    stop token id); the transformers backend does not count it, nor does this."""
+def vllm_completion_tokens(c) -> int:
+    """vLLM keeps the end-of-sequence or stop token it stopped on in ``token_ids`` (``stop_reason`` None or that
+    token id); the transformers backend does not count it, nor does this. A stop string (``stop_reason`` a str)
+    ends on the token that completed it, which counts in both."""
     n = len(c.token_ids)
-    return n - 1 if n and c.finish_reason == "stop" and c.stop_reason is None else n
+    return n - 1 if n and c.finish_reason == "stop" and not isinstance(c.stop_reason, str) else n
 
 
 BACKENDS = {"transformers": _generate_transformers, "vllm": _generate_vllm}
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# The partial file: a fingerprint line, then one line per finished prompt
+
+def _read_partial(partial: Path, fingerprint: str, log) -> dict[str, list]:
+    """The finished prompts of a partial file made with this fingerprint ({id: rows}); any other partial file is
+    discarded (and said so). A line cut by a crash, and what follows it, is dropped."""
+    if not partial.exists():
+        return {}
+    with open(partial, encoding="utf-8") as f:
+        lines = f.readlines()
+    try:
+        head = json.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
+        head = {}
+    if head.get("prift_partial") != fingerprint:
+        log(f"{partial}: made by another model, prompt set or generation settings "
+            f"(fingerprint {head.get('prift_partial')} != {fingerprint}); discarded, starting over")
+        partial.unlink()
+        return {}
+    done, keep = {}, [lines[0]]
+    for line in lines[1:]:
+        try:
+            rows = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        keep.append(line)
+        done[rows[0]["id"]] = rows
+    with open(partial, "w", encoding="utf-8") as f:  # rewrite without a torn last line
+        f.writelines(keep)
+    return done
+
+
+def fixed_batches(n_prompts: int, per_batch: int) -> list[list[int]]:
+    return [list(range(s, min(s + per_batch, n_prompts))) for s in range(0, n_prompts, per_batch)]
+
+
 def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int = 16, temperature: float = 1.0,
              top_p: float = 1.0, max_new_tokens: int = 4096, seed: int = 0, backend: str = "auto",
-             batch_size: int = 64, template: str = "qwen-boxed", chat: bool = True, log=print,
-             **backend_kwargs) -> dict:
+             batch_size: int = 64, template: str = "math", chat: bool = True, prompt: str = "harness",
+             stop: list[str] | None = None, stop_token_ids: list[int] | str = "auto", dataset: str | None = None,
+             max_model_len: int | None = None, provenance: dict | None = None, log=print, **backend_kwargs) -> dict:
+    """Sample `n` completions of every problem into `out` (see the module doc). `provenance`: what else identifies
+    the samples (the backbone entry of the config), part of the partial file's fingerprint."""
     from tqdm import tqdm
     from prift.backbone import load_tokenizer
+    from prift.runs import model_identity
     if temperature == 0 and n != 1:
         raise ValueError(f"temperature 0 is greedy decoding: every sample would be the same; set n: 1 (got n={n})")
     if backend == "auto":
@@ -148,50 +307,61 @@ def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int =
         raise ValueError(f"unknown generation backend {backend!r}; known: {sorted(BACKENDS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(model_path)
+    prompts = render_prompts(tok, problems, template, chat=chat, prompt=prompt)
+    prompt_ids = encode_prompts(tok, prompts)
+    stops, stop_ids = stop_rules(tok, template, chat=chat, dataset=dataset, stop=stop, stop_token_ids=stop_token_ids)
+    extra = {"chat": evalplus_chat(tok, chat)} if template == "evalplus" else {}
+    keys = [str(p["id"]) for p in problems]
+    per_batch = max(1, batch_size // n) if backend == "transformers" else max(1, batch_size)
+    settings = {"n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
+                "backend": backend, "per_batch": per_batch, "stop": stops, "stop_token_ids": stop_ids,
+                "max_model_len": max_model_len, "dtype": backend_kwargs.get("dtype")}
+    fingerprint = hashlib.sha256(json.dumps(
+        {"model": model_identity(model_path), "provenance": provenance or {}, "settings": settings,
+         "prompts": [[k, ids] for k, ids in zip(keys, prompt_ids)]}, sort_keys=True).encode()).hexdigest()[:24]
     partial = out.with_name(out.name + ".partial")
-    done = _done_ids(partial)
-    todo = [p for p in problems if p["id"] not in done]
+    done = _read_partial(partial, fingerprint, log)
+    batches = [b for b in fixed_batches(len(problems), per_batch) if any(keys[i] not in done for i in b)]
     t0 = time.time()
-    n_tok = 0
-    extra, timings = {}, {}
-    if todo:
-        tok = load_tokenizer(model_path)
-        prompts = render_prompts(tok, todo, template, chat=chat)
-        if template == "evalplus":
-            extra = {"chat": evalplus_chat(tok, chat)}
-        bar = tqdm(total=len(todo) * n, unit="sample", desc=f"generate {out.stem}", mininterval=2)
+    n_tok, n_new = 0, 0
+    timings = {}
+    if batches:
+        if not partial.exists():
+            partial.write_text(json.dumps({"prift_partial": fingerprint, "settings": settings}) + "\n")
+        bar = tqdm(total=sum(len(b) for b in batches) * n, unit="sample", desc=f"generate {out.stem}", mininterval=2)
         with open(partial, "a", encoding="utf-8") as f:
-            for i, samples in BACKENDS[backend](model_path, prompts, n=n, temperature=temperature, top_p=top_p,
-                                                max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
+            for i, samples in BACKENDS[backend](model_path, prompt_ids, keys, batches, n=n, temperature=temperature,
+                                                top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, stop=stops,
+                                                stop_token_ids=stop_ids, max_model_len=max_model_len,
                                                 timings=timings, **backend_kwargs):
-                rows = [{"id": todo[i]["id"], "sample": s, "text": t, "finish_reason": fr, "prompt_tokens": np_,
+                bar.update(n)
+                if keys[i] in done:  # generated again with its batch: the same samples, already written
+                    continue
+                rows = [{"id": keys[i], "sample": s, "text": t, "finish_reason": fr, "prompt_tokens": np_,
                          "completion_tokens": nc} | extra for s, (t, fr, np_, nc) in enumerate(samples)]
                 n_tok += sum(r["completion_tokens"] for r in rows)
+                n_new += 1
+                done[keys[i]] = rows
                 f.write(json.dumps(rows, ensure_ascii=False) + "\n")
                 f.flush()
-                bar.update(len(rows))
         bar.close()
     # final file: one line per sample, in the problems' order
-    by_id = {}
-    with open(partial, encoding="utf-8") as f:
-        for line in f:
-            rows = json.loads(line)
-            by_id[rows[0]["id"]] = rows
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for p in problems:
-            for r in by_id[p["id"]]:
+        for k in keys:
+            for r in done[k]:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
     os.replace(tmp, out)
-    partial.unlink()
+    partial.unlink(missing_ok=True)
     secs = time.time() - t0
     gen_secs = secs - timings.get("load_s", 0.0)  # sampling alone: without loading the model (and vLLM's warm-up)
-    stats = {"problems": len(problems), "resumed": len(done), "n": n, "backend": backend,
+    stats = {"problems": len(problems), "resumed": len(problems) - n_new, "n": n, "backend": backend,
              "completion_tokens": n_tok, "seconds": round(secs, 2),
              "load_seconds": round(timings.get("load_s", 0.0), 2),
-             "samples_per_s": round(len(todo) * n / max(secs, 1e-9), 2),
+             "samples_per_s": round(n_new * n / max(secs, 1e-9), 2),
              "tokens_per_s": round(n_tok / max(secs, 1e-9), 1),
-             "gen_samples_per_s": round(len(todo) * n / max(gen_secs, 1e-9), 2),
+             "gen_samples_per_s": round(n_new * n / max(gen_secs, 1e-9), 2),
              "gen_tokens_per_s": round(n_tok / max(gen_secs, 1e-9), 1)}
     log(f"generate: {stats}")
     return stats

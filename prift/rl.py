@@ -30,10 +30,24 @@ Batch sizes (verl's semantics, which the App. E recipe is written in) → GRPOCo
     save_steps / logging_steps  = whole RL steps (checkpoints always sit at a generation boundary, so a resumed run
                                   regenerates exactly where the killed one would have)
   Since the generation batch spans several updates, TRL computes the old-policy log-probs once per generation and the
-  ratio of updates 2..4 is off-policy, as in PPO with mini-batches. Differences from verl that remain: TRL shuffles
-  rollouts across the generation batch before cutting mini-batches (verl cuts whole prompt groups in order; the
-  advantages are computed on whole groups before the cut, so the estimator is the same), and TRL's warm-up ramps per
-  optimizer update where verl steps its scheduler once per RL step (the same 10-RL-step ramp, finer grained).
+  ratio of updates 2..4 is off-policy, as in PPO with mini-batches.
+
+verl 0.4 (the authors' RL code) vs TRL 1.16, item by item (docs/protocol.md lists them with their tests):
+  set to verl's behaviour here
+    importance sampling   TRL corrects the vLLM-vs-trainer probability mismatch by default
+                          (`vllm_importance_sampling_correction`); verl 0.4 applies no correction: off
+                          (`importance_sampling_correction: false`; true turns TRL's correction back on)
+    refill exhausted      verl raises once `max_num_gen_batches` rounds leave the batch short of informative groups;
+                          `on_exhausted: error` does the same (`mask` completes the batch with zero-loss groups)
+    batch sizes, clip-higher, token-level loss, k3 KL, group-normalised advantages, overlong punishment: above
+  remaining differences
+    mini-batch cut        TRL shuffles rollouts across the generation batch before cutting mini-batches; verl cuts
+                          whole prompt groups in order (advantages are computed on whole groups first, so the
+                          estimator is the same)
+    warm-up               TRL's ramps per optimizer update, verl steps its scheduler once per RL step (the same
+                          10-RL-step ramp, finer grained)
+    refill prompts        drawn at random from the prompts unused in the RL step (verl: the next dataloader batches)
+    old log-probs         TRL computes them inside each generation round, also for groups then dropped (cost only)
 """
 from __future__ import annotations
 
@@ -87,7 +101,9 @@ class RLRecipe:
     template: str = "qwen-boxed"        # the evaluation's prompt template
     dynamic_sampling: bool = True       # DAPO's group filter + refill
     filter_metric: str = "acc"          # filter on the verdict (DAPO's recipe) or on the total "reward"
-    max_gen_rounds: int = 10            # generation rounds per RL step before going on short (verl: max_num_gen_batches)
+    max_gen_rounds: int = 10            # generation rounds per RL step (verl: max_num_gen_batches)
+    on_exhausted: str = "error"         # rounds used up, batch short: error (verl 0.4) | mask (zero-loss filler groups)
+    importance_sampling_correction: bool = False  # TRL's vLLM-vs-trainer correction; verl 0.4 has none
     micro_batch_size: int = 8           # sequences per forward/backward per process (memory knob, not a recipe value)
     use_vllm: bool | str = "auto"       # auto: vLLM (colocated) when CUDA and vllm are available
     vllm_gpu_memory_utilization: float = 0.3
@@ -125,6 +141,8 @@ class RLRecipe:
         if self.dynamic_sampling and self.prompt_batch_size % world_size:
             raise ValueError(f"dynamic sampling keeps whole prompt groups on each process: prompt_batch_size="
                              f"{self.prompt_batch_size} must be a multiple of the {world_size} processes")
+        if self.on_exhausted not in ("error", "mask"):
+            raise ValueError(f"on_exhausted must be 'error' (verl) or 'mask', not {self.on_exhausted!r}")
         if self.filter_metric not in ("acc", "reward"):
             raise ValueError(f"filter_metric must be 'acc' or 'reward', not {self.filter_metric!r}")
         if not 0 <= self.overlong_buffer < self.max_response_length:
@@ -345,9 +363,9 @@ def _dapo_trainer_class():
         calls the original once per round, reads the rewards of the round (captured in `_calculate_rewards`), keeps
         the rows of informative groups (advantages are per group with scale_rewards="group", so dropping other groups
         does not change them) and draws a fresh round of prompts from the training set until the batch holds as many
-        informative groups as it had prompts. If `max_gen_rounds` rounds do not suffice, the batch is completed with
-        filtered groups whose loss mask is zeroed (no policy, KL or token-count contribution), and the shortfall is
-        logged. The token normaliser of the dapo loss (`num_items_in_batch`) is recomputed on the final batch.
+        informative groups as it had prompts. If `max_gen_rounds` rounds do not suffice, the run stops with an error
+        as verl's does (`on_exhausted="error"`), or (`"mask"`) the batch is completed with filtered groups whose loss
+        mask is zeroed (no policy, KL or token-count contribution) and the shortfall is logged. The token normaliser of the dapo loss (`num_items_in_batch`) is recomputed on the final batch.
 
         Refill prompts are drawn uniformly without replacement from the prompts not yet used in this RL step, by an
         RNG keyed on (seed, global step, round, process): deterministic under resume. (verl instead takes the next
@@ -359,11 +377,12 @@ def _dapo_trainer_class():
         """
 
         def __init__(self, *args, dynamic_sampling: bool = True, filter_metric: str = "acc", max_gen_rounds: int = 10,
-                     **kwargs):
+                     on_exhausted: str = "error", **kwargs):
             super().__init__(*args, **kwargs)
             self.dynamic_sampling = dynamic_sampling
             self.filter_metric = filter_metric
             self.max_gen_rounds = max_gen_rounds
+            self.on_exhausted = on_exhausted
             self._last_rewards_per_func = None
             self._ds_ids = None
             self._gen_seconds, self._gen_tokens, self._gen_sequences = 0.0, 0, 0
@@ -455,6 +474,14 @@ def _dapo_trainer_class():
             _, filler_refs = collector.final()
             # final() returns the first `target` kept groups (all of `parts`) and the first `short` filler groups
             short = len(filler_refs)
+            if self.on_exhausted == "error" and not self._all_processes(short == 0):
+                st = collector.stats()
+                raise RuntimeError(f"dynamic sampling: {st['rounds']} generation rounds (max_gen_rounds="
+                                   f"{self.max_gen_rounds}) left the batch short of informative prompt groups "
+                                   f"({st['groups_kept']} of {target} on this process, {st['groups_filtered']} of "
+                                   f"{st['groups_generated']} filtered) at step {self.state.global_step}; verl 0.4 "
+                                   f"stops here too. Raise max_gen_rounds, or set on_exhausted: mask to complete "
+                                   f"the batch with zero-loss groups")
             if short:
                 fill = _merge_rows(filler_parts, self._tokenizer.pad_token_id)
                 fill = _select_rows(fill, list(range(short * G)))
@@ -566,22 +593,45 @@ def _progress_callback(log, recipe: RLRecipe):
     return _Progress()
 
 
+def vllm_args(recipe: RLRecipe) -> dict:
+    """GRPOConfig's vLLM arguments: colocated with training, TRL's importance-sampling correction as the recipe says
+    (verl 0.4, the paper's RL code, has none)."""
+    return {"use_vllm": True, "vllm_mode": "colocate",
+            "vllm_importance_sampling_correction": recipe.importance_sampling_correction,
+            "vllm_max_model_length": recipe.max_prompt_length + recipe.max_response_length,
+            "vllm_gpu_memory_utilization": recipe.vllm_gpu_memory_utilization,
+            "vllm_enable_sleep_mode": recipe.vllm_enable_sleep_mode}
+
+
+# recipe keys that change no weight: left out of the run's fingerprint
+RL_OPERATIONAL = ("save_steps", "save_total_limit", "cpu_threads")
+
+
 def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recipe: RLRecipe,
-             ckpt_dir: str | Path | None = None, callbacks: list | None = None, log=print) -> dict:
+             ckpt_dir: str | Path | None = None, callbacks: list | None = None, provenance: dict | None = None,
+             log=print) -> dict:
     """DAPO from the checkpoint `model_path` on `prompts` ({id, problem, gold}); writes a Hugging Face checkpoint to
-    `out_dir` atomically (with train_log.json and prift_run.json). Resumes from the last complete trainer checkpoint
-    in `ckpt_dir` (default `<out_dir>/../checkpoints`); a finished run (prift_run.json present) is never redone.
-    Under torchrun / accelerate launch every process calls this."""
+    `out_dir` atomically (with train_log.json and prift_run.json). Resumes from the last healthy trainer checkpoint
+    in `ckpt_dir` (default `<out_dir>/../checkpoints`) made with the same fingerprint (recipe, initial weights,
+    prompts, `provenance`: the backbone entry), else starts from step 0 (prift.runs); a finished run of the same
+    fingerprint is never redone. Under torchrun / accelerate launch every process calls this."""
     from datasets import Dataset
     from trl import GRPOConfig
+    from prift import runs
     from prift.backbone import load_model, load_tokenizer
-    from prift.data import math_messages
-    from prift.sft import last_checkpoint
+    from prift.data import dataset_hash, math_messages
 
     out_dir = Path(out_dir)
+    describe = {"recipe": {k: v for k, v in asdict(recipe).items() if k not in RL_OPERATIONAL},
+                "model": runs.model_identity(model_path), "prompts": dataset_hash(prompts),
+                "provenance": provenance or {}}
+    fp = runs.fingerprint(describe)
     if (out_dir / "prift_run.json").exists():
-        log(f"{out_dir} is complete; nothing to do")
-        return json.loads((out_dir / "prift_run.json").read_text())
+        summary = json.loads((out_dir / "prift_run.json").read_text())
+        if summary.get("fingerprint") == fp:
+            log(f"{out_dir} is complete; nothing to do")
+            return summary
+        log(f"{out_dir} was trained with another configuration; training it again")
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir.parent / "checkpoints"
     t0 = time.time()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -616,12 +666,7 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
         reward_funcs.append(get_soft_overlong_punishment(recipe.max_response_length, recipe.overlong_buffer))
         reward_weights.append(recipe.overlong_penalty)
 
-    vllm_kwargs = {}
-    if use_vllm:
-        vllm_kwargs = {"use_vllm": True, "vllm_mode": "colocate",
-                       "vllm_max_model_length": recipe.max_prompt_length + recipe.max_response_length,
-                       "vllm_gpu_memory_utilization": recipe.vllm_gpu_memory_utilization,
-                       "vllm_enable_sleep_mode": recipe.vllm_enable_sleep_mode}
+    vllm_kwargs = vllm_args(recipe) if use_vllm else {}
     args = GRPOConfig(
         output_dir=str(ckpt_dir), seed=recipe.seed, data_seed=recipe.seed, report_to=[], disable_tqdm=True,
         use_cpu=not cuda, bf16=bool(recipe.bf16 and cuda), fp16=False,
@@ -647,10 +692,10 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
     )
     Trainer = _dapo_trainer_class()
     trainer = Trainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=ds, processing_class=tok,
-                      callbacks=[_progress_callback(log, recipe), *(callbacks or [])],
+                      callbacks=[_progress_callback(log, recipe), runs.health_callback(), *(callbacks or [])],
                       dynamic_sampling=recipe.dynamic_sampling, filter_metric=recipe.filter_metric,
-                      max_gen_rounds=recipe.max_gen_rounds)
-    resume = last_checkpoint(ckpt_dir)
+                      max_gen_rounds=recipe.max_gen_rounds, on_exhausted=recipe.on_exhausted)
+    resume = runs.prepare_checkpoints(ckpt_dir, fp, describe, log=log)
     if resume:
         log(f"resuming from {resume}")
     log(f"DAPO: {recipe.steps} RL steps × {recipe.prompt_batch_size} prompts × {n} rollouts, "
@@ -672,7 +717,7 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
                "rl_steps": trainer.state.global_step // recipe.updates_per_rl_step,
                "optimizer_steps": trainer.state.global_step, "grpo_config": bm, "world_size": world,
                "use_vllm": use_vllm, "train_loss": result.training_loss, "resumed_from": resume,
-               "seconds": round(time.time() - t0, 1),
+               "seconds": round(time.time() - t0, 1), "fingerprint": fp,
                "final_reward": step_logs[-1].get("reward") if step_logs else None}
     if main:
         tok.save_pretrained(str(tmp))

@@ -17,7 +17,7 @@ import torch
 from prift.weighting import STAT_KEYS, token_stats_chunked
 
 # Fields that must agree between the cached statistics and the data a trainer feeds (else a clear error).
-PROVENANCE_CHECKED = ("tokenizer_hash", "dataset_hash", "max_length", "n_examples")
+PROVENANCE_CHECKED = ("tokenizer_hash", "dataset_hash", "max_length", "n_examples", "tokenization")
 
 
 def _batches_by_length(lengths: list[int], max_tokens: int) -> list[list[int]]:
@@ -37,13 +37,18 @@ def _batches_by_length(lengths: list[int], max_tokens: int) -> list[list[int]]:
 @torch.no_grad()
 def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_tokens: int = 16384,
                     chunk_size: int = 1024, device: str | None = None, progress: bool = True,
-                    compile: bool = False) -> list[dict]:
+                    compile: bool = False, vocab_rows: int | None = None) -> list[dict]:
     """Statistics of every response token (label != -100, predicted from the previous position) of every example.
-    Returns, per example, a dict of 1-D tensors (float32; rank int64) in the order of the response tokens."""
+    Returns, per example, a dict of 1-D tensors (float32; rank int64) in the order of the response tokens.
+    vocab_rows: the distribution over the first rows of the output layer only (the rows the student of Tables 7/8
+    has: see `score`)."""
     from tqdm import tqdm
     device = device or next(model.parameters()).device
     base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     head = model.get_output_embeddings()
+    head_w = head.weight[:vocab_rows] if vocab_rows else head.weight  # [V, D]
+    head_b = getattr(head, "bias", None)
+    head_b = head_b[:vocab_rows] if (head_b is not None and vocab_rows) else head_b
     pad = 0
     results: list[dict | None] = [None] * len(tokenized)
     workspace = {}  # the [chunk, V] buffers of token_stats_chunked, allocated once for the whole pass
@@ -65,9 +70,8 @@ def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_t
         targets = lab[:, 1:]  # [B, L-1]: token t+1 is predicted at position t
         mask = targets != -100
         h = hidden[:, :-1][mask]  # [N, D] only response positions: no [B, L, V] tensor is made
-        stats = token_stats_chunked(h, head.weight, targets[mask], topk=topk, chunk_size=chunk_size,
-                                    lm_head_bias=getattr(head, "bias", None), compile=compile,
-                                    workspace=workspace)
+        stats = token_stats_chunked(h, head_w, targets[mask], topk=topk, chunk_size=chunk_size,
+                                    lm_head_bias=head_b, compile=compile, workspace=workspace)
         counts = mask.sum(1).tolist()
         start = 0
         for r, i in enumerate(batch):
@@ -136,17 +140,42 @@ def _merge_parts(parts: list[Path], out: Path, n_examples: int, provenance: dict
     save_scores(out, per_example, ids, provenance)
 
 
+def student_vocab_rows(ref_tok, student_tok, ref_rows: int, student_rows: int, *, reference: str,
+                       student: str) -> int:
+    """The output rows a reference model scores a student's tokens over (Tables 7, 8): min of both output layers
+    (Qwen2.5-Math-7B has 152,064 rows, the 1.5B 151,936, over one tokenizer of 151,665 tokens), after checking that
+    the reference's tokenizer maps every token of the student's vocabulary to the same id and that those ids lie in
+    the shared rows. Raises naming both models otherwise."""
+    rv, sv = ref_tok.get_vocab(), student_tok.get_vocab()
+    differ = [t for t, i in sv.items() if rv.get(t) != i]
+    if differ:
+        raise ValueError(f"reference '{reference}' cannot score the tokens of '{student}': {len(differ)} of the "
+                         f"student's {len(sv)} tokens have another id or none in the reference's vocabulary (e.g. "
+                         f"{differ[:3]}); a cross-model reference needs the student's tokenizer family")
+    rows = min(ref_rows, student_rows)
+    if max(sv.values()) >= rows:
+        raise ValueError(f"reference '{reference}' ({ref_rows} output rows) cannot score the tokens of '{student}' "
+                         f"({student_rows} output rows): token id {max(sv.values())} lies outside the shared rows")
+    return rows
+
+
 def score(model_path: str, examples: list[dict], out: str | Path, *, max_length: int, topk: int = 20,
           dtype: str | None = None, device: str | None = None, max_batch_tokens: int = 16384,
           chunk_size: int = 1024, template: str = "", revision: str | None = None,
-          reference: str = "", log=print, wait_s: float = 3600, compile: bool | str = "auto") -> dict:
+          reference: str = "", student_path: str | None = None, student: str = "", log=print,
+          wait_s: float = 3600, compile: bool | str = "auto") -> dict:
     """`prift score`: tokenise, run the reference, write statistics + provenance. Returns the provenance.
+
+    `student_path`: the model whose training data the statistics are for, when it is not the reference itself
+    (Tables 7, 8): the data are tokenised exactly as that student's trainer tokenises them (its tokenizer, its chat
+    template), and the reference's distribution is taken over the output rows both models have, so that the cached
+    p_t lines up with the student's labels (`student_vocab_rows`).
 
     Under torchrun / accelerate (WORLD_SIZE > 1) each process scores every WORLD_SIZE-th example on its own GPU and
     writes a part file; rank 0 merges the parts into `out`. One SLURM job with N GPUs = one pass, N times faster.
     compile: torch.compile the passes over the vocabulary (weighting.token_stats_chunked); "auto" = on GPU only."""
     from prift.backbone import load_model, load_tokenizer
-    from prift.data import dataset_hash, tokenize_all, tokenizer_hash
+    from prift.data import TOKENIZATION, check_lengths, dataset_hash, length_report, tokenize_all, tokenizer_hash
     t0 = time.time()
     out = Path(out)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -154,13 +183,24 @@ def score(model_path: str, examples: list[dict], out: str | Path, *, max_length:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
     tok = load_tokenizer(model_path, revision=revision)
     model = load_model(model_path, dtype=dtype, device=device, revision=revision).eval()
+    rows = None
+    if student_path:
+        from transformers import AutoConfig
+        ref_tok, tok = tok, load_tokenizer(student_path)
+        rows = student_vocab_rows(ref_tok, tok, model.get_output_embeddings().weight.shape[0],
+                                  AutoConfig.from_pretrained(student_path).get_text_config().vocab_size,
+                                  reference=reference or model_path, student=student or student_path)
     tokenized = tokenize_all(tok, examples, max_length)
+    if rank == 0:
+        check_lengths(length_report(tokenized), max_truncated_frac=1.0, max_empty_frac=1.0,
+                      what=f"reference pass of '{reference or model_path}'", log=log)
     mine = tokenized[rank::world]
     if compile == "auto":
         compile = str(device).startswith("cuda")
     stats = reference_stats(model, mine, topk=topk, max_batch_tokens=max_batch_tokens, chunk_size=chunk_size,
-                            device=device, progress=rank == 0, compile=bool(compile))
+                            device=device, progress=rank == 0, compile=bool(compile), vocab_rows=rows)
     prov = {"reference": reference or model_path, "model_path": model_path, "revision": revision,
+            "student": student or None, "vocab_rows": rows, "tokenization": TOKENIZATION,
             "tokenizer_hash": tokenizer_hash(tok), "dataset_hash": dataset_hash(examples), "template": template,
             "max_length": max_length, "topk": topk, "n_examples": len(examples),
             "dtype": str(next(model.parameters()).dtype), "processes": world}

@@ -7,7 +7,9 @@ A method is a weighting rule × a source of token statistics (+ optional loss ex
   source ``reference``   the cached statistics of any other frozen model (Table 8) or of a partly fine-tuned
                          checkpoint (Fig. 1c): the same cache, another reference;
   source ``ema``         statistics of an EMA of the online model with momentum ρ (Fig. 6a), computed online.
-Loss (the authors' normalisation): Σ_t m_t · CE_t · mask_t / (number of response tokens), weights not renormalised.
+Loss: Σ_t m_t · CE_t · mask_t / N, weights not renormalised; N is the micro-batch's response tokens, and the
+micro-batch losses are averaged over accumulation steps and processes (recipe `loss_norm: micro_batch`, the authors'
+code), or N is the response tokens of the whole accumulated global batch (`loss_norm: global_tokens`).
 
 TRL's collator and its `compute_loss_func` drop per-token columns, so examples are pre-tokenised here, the collator
 is ours (it attaches the cached statistics by example index) and so is `compute_loss`.
@@ -37,19 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from prift import weighting as W
+from prift.runs import last_checkpoint
 
-# The statistics each rule reads (a rule registered elsewhere and not listed here reads them all).
-RULE_STATS = {"sft": (), "prob": ("prob",), "profit": ("prob",), "talr": ("logp",), "eaft": ("entropy_topk",),
-              "idft": ("logp", "entropy"), "mass": ("mass",)}
 # Online statistics that come out of the chunked log-prob kernel itself (no extra pass over the vocabulary).
 KERNEL_STATS = {"logp", "prob", "entropy"}
-
-
-def rule_stats(rule: str, params: dict | None = None) -> tuple[str, ...]:
-    """The statistics `rule` reads, in W.STAT_KEYS names."""
-    if rule == "quantile":
-        return ((params or {}).get("stat", "prob"),)
-    return RULE_STATS.get(rule, W.STAT_KEYS)
+MIN_SELECTED_FRAC = 1e-3   # a run whose weights select fewer response tokens than this stops (Method.min_selected_frac)
 
 
 @dataclass
@@ -62,11 +56,13 @@ class Method:
     reference: str | None = None     # backbone key / run of the frozen reference when source is pretrained/reference
     ema_rho: float | None = None     # momentum of the EMA source
     asft_beta: float = 0.0           # ASFT's KL anchor β·KL(π_ref ‖ π_θ) (needs the reference model online)
-    kd_beta: float | None = None     # App. D.1: −q(y)log p(y) − β Σ_{v≠y} q(v) log p(v) (needs the teacher online)
+    kd_beta: float | None = None     # App. D.1: −q(y)log p(y) − β Σ_{v≠y} q(v) log p(v) (the teacher online if β > 0)
+    min_selected_frac: float = MIN_SELECTED_FRAC  # stop when the weights select fewer tokens (0: intended, Fig. 6b)
 
     @classmethod
     def from_config(cls, name: str, spec: dict) -> "Method":
-        known = {"rule", "source", "params", "reference", "ema_rho", "asft_beta", "kd_beta", "label"}
+        known = {"rule", "source", "params", "reference", "ema_rho", "asft_beta", "kd_beta", "label",
+                 "min_selected_frac"}
         unknown = set(spec) - known
         if unknown:
             raise ValueError(f"method '{name}': unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -75,8 +71,9 @@ class Method:
             raise ValueError(f"method '{name}': source must be online, pretrained, reference or ema, not {m.source!r}")
         if m.source == "ema" and m.ema_rho is None:
             raise ValueError(f"method '{name}': source 'ema' needs 'ema_rho'")
-        if m.rule not in W.RULES:
-            W.token_weights(m.rule, {"prob": torch.ones(1)})  # raises the registry's "did you mean" error
+        problems = W.check_rule_params(m.rule, m.params)
+        if problems:
+            raise ValueError(f"method '{name}': " + "; ".join(problems))
         if m.kd_beta is not None and (m.rule != "prob" or not m.cached):
             # App. D.1: −q(y)log p(y) − β Σ_{v≠y} q(v) log p(v): the target term is the weighted NLL with m_t = q(y_t),
             # i.e. rule `prob` on the teacher's cached statistics; the teacher is also the model of `reference`.
@@ -89,7 +86,7 @@ class Method:
     @property
     def stats(self) -> tuple[str, ...]:
         """The statistics the rule reads (the only columns the collator attaches for a cached source)."""
-        return rule_stats(self.rule, self.params)
+        return W.rule_reads(self.rule, self.params)
 
     @property
     def cached(self) -> bool:
@@ -98,7 +95,9 @@ class Method:
 
     @property
     def needs_ref_logits(self) -> bool:
-        return self.asft_beta > 0 or self.kd_beta is not None
+        """Whether the frozen reference model runs beside the online one (ASFT's KL, KD's non-target term; KD with
+        β = 0 is the weighted NLL on cached statistics alone and loads no teacher)."""
+        return self.asft_beta > 0 or bool(self.kd_beta)
 
 
 def check_keys(cls, spec: dict, what: str) -> None:
@@ -129,13 +128,29 @@ class Recipe:
     seed: int = 42
     gradient_checkpointing: bool = False
     fused_head: bool = True          # loss from hidden states + chunked LM head (no [B, L, V] logits); see module doc
+    loss_norm: str = "micro_batch"   # micro_batch (the authors' code) | global_tokens; see the module doc
+    max_truncated_frac: float = 0.05 # stop when more examples are cut by max_length (prift.data.check_lengths)
+    max_empty_frac: float = 0.01     # stop when more examples have an empty response
+    after_nan: str = "stop"          # a rerun after a non-finite-loss stop: stop | resume | restart (prift.runs)
+
+    # recipe keys that change no weight: left out of the run's fingerprint (a change resumes, it does not retrain)
+    OPERATIONAL = ("save_steps", "logging_steps", "max_truncated_frac", "max_empty_frac", "after_nan")
 
     @classmethod
     def from_config(cls, spec: dict) -> "Recipe":
         check_keys(cls, spec, "training recipe")
         r = cls(**spec)
         r.betas = tuple(r.betas)
+        if r.loss_norm not in ("micro_batch", "global_tokens"):
+            raise ValueError(f"training recipe: loss_norm must be 'micro_batch' or 'global_tokens', not "
+                             f"{r.loss_norm!r}")
+        if r.after_nan not in ("stop", "resume", "restart"):
+            raise ValueError(f"training recipe: after_nan must be 'stop', 'resume' or 'restart', not {r.after_nan!r}")
         return r
+
+    def weights_part(self) -> dict:
+        """The recipe's keys that decide the weights (its part of the run fingerprint)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self.OPERATIONAL} | {"betas": list(self.betas)}
 
 
 def grad_accum_steps(global_batch: int, per_device: int, world_size: int) -> int:
@@ -189,15 +204,20 @@ class WeightedCollator:
 # ----------------------------------------------------------------------------------------------------------------------
 # The loss
 
-def _combine(method: Method, logp: torch.Tensor, mask: torch.Tensor, num_tokens, stats: dict,
+def method_weights(method: Method, stats: dict, mask: torch.Tensor) -> torch.Tensor:
+    """m_t of the method's rule for statistics {key: [B, L-1]} and the response mask [B, L-1] of one micro-batch
+    (the batch a batch-level rule - quantile, TALR's adaptive τ - is computed over). No grad, 0 off the mask."""
+    if not stats:  # a rule that reads no statistics (sft) on a cached source: no columns were attached
+        stats = {"prob": torch.ones(mask.shape, device=mask.device)}
+    return W.token_weights(method.rule, stats, mask=mask, **method.params)
+
+
+def _combine(method: Method, logp: torch.Tensor, mask: torch.Tensor, num_tokens, weights: torch.Tensor,
              kl: torch.Tensor | None = None, nontarget: torch.Tensor | None = None):
     """Σ m_t·CE_t/N (+ β·ΣKL/N for ASFT, + β·Σ non-target CE/N for KD) and the diagnostics' sums.
 
-    logp [...] online log p_t with grad; mask [...] bool; stats {key: [...]} of the method's source; kl / nontarget [...]
+    logp [...] online log p_t with grad; mask [...] bool; weights [...] m_t (method_weights); kl / nontarget [...]
     per-token extras (with grad). Sums (not means) are returned so that they add up over micro-batches and ranks."""
-    if not stats:  # a rule that reads no statistics (sft) on a cached source: no columns were attached
-        stats = {"prob": torch.ones_like(logp.detach())}
-    weights = W.token_weights(method.rule, stats, mask=mask, **method.params)  # [...] no grad, 0 off the mask
     loss = W.weighted_nll(logp, weights, mask, num_tokens)
     diag = {"weight_sum": weights.sum().detach(), "selected": ((weights > 0) & mask).sum().detach(),
             "resp_tokens": mask.sum().detach()}
@@ -244,8 +264,8 @@ def method_loss(method: Method, logits: torch.Tensor, labels: torch.Tensor, num_
     else:
         stats = {k[4:]: v[:, 1:] for k, v in (ref or {}).items()}
     kl = W.asft_kl(logits, ref_logits[:, :-1], mask) if method.asft_beta > 0 else None
-    nt = W.kd_nontarget(logits, ref_logits[:, :-1], safe_t) if method.kd_beta is not None else None
-    loss, diag = _combine(method, logp, mask, num_tokens, stats, kl, nt)
+    nt = W.kd_nontarget(logits, ref_logits[:, :-1], safe_t) if method.kd_beta else None
+    loss, diag = _combine(method, logp, mask, num_tokens, method_weights(method, stats, mask), kl, nt)
     return loss, {**diag, **_diag_means(diag)}
 
 
@@ -341,11 +361,15 @@ def method_loss_hidden(method: Method, hidden: torch.Tensor, weight: torch.Tenso
         rh = ref_hidden[:, :-1][mask]
         if method.asft_beta > 0:
             kl = chunked_divergence("kl", h, weight, bias, rh, *ref_head, t)
-        if method.kd_beta is not None:
+        if method.kd_beta:
             nt = chunked_divergence("kd", h, weight, bias, rh, *ref_head, t)
+    # The rule sees the micro-batch as [B, L-1] with its mask, as in `method_loss` (batch- and sequence-level rules:
+    # quantile, TALR's adaptive τ); its weights are then gathered back to the response positions.
+    full = {k: torch.zeros(mask.shape, dtype=v.dtype, device=v.device).masked_scatter(mask, v)
+            for k, v in stats.items()}
+    weights = method_weights(method, full, mask)[mask]        # [n]
     m = torch.ones_like(t, dtype=torch.bool)                  # every gathered position is a response token
-    # Batch-level rules (quantile) see the same tokens in the same order as with the [B, L-1] mask.
-    return _combine(method, logp, m, num_tokens, stats, kl, nt)
+    return _combine(method, logp, m, num_tokens, weights, kl, nt)
 
 
 def fused_head_supported(model) -> bool:
@@ -393,7 +417,6 @@ def add_prift_head(model) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # The trainer
 
-CKPT_DONE = "trainer_state.json"   # written last by Trainer._save_checkpoint: its presence marks a complete checkpoint
 EMA_FILE = "prift_ema.pt"
 
 
@@ -410,22 +433,28 @@ def _sft_trainer_class():
 
         def on_step_end(self, args, state, control, **kwargs):
             self.trainer._ema_step()
+            self.trainer._check_selection()
+
 
     class WeightedSFTTrainer(SFTTrainer):
-        """SFTTrainer whose loss is the method's (rule × source + extras), normalised over the global batch."""
+        """SFTTrainer whose loss is the method's (rule × source + extras), normalised per micro-batch (the authors')
+        or over the global batch (recipe `loss_norm`)."""
 
-        # compute_loss divides by num_items_in_batch (the response tokens of the whole accumulated global batch)
-        loss_is_scaled_for_ga = True
-
-        def __init__(self, *args, method: Method, ref_model=None, fused_head: bool = True, **kwargs):
+        def __init__(self, *args, method: Method, ref_model=None, fused_head: bool = True,
+                     loss_norm: str = "micro_batch", **kwargs):
             model = kwargs.get("model")
             # The EMA copy is taken before SFTTrainer patches the model's forward (a deepcopy of the patched forward
             # would still call the online model's original forward).
             ema = copy.deepcopy(model).eval().requires_grad_(False) if method.source == "ema" else None
             super().__init__(*args, **kwargs)
             self.method = method
-            # Count num_items_in_batch for any model (Trainer counts it only when the model takes loss kwargs).
-            self.model_accepts_loss_kwargs = True
+            self.loss_norm = loss_norm
+            # global_tokens: compute_loss divides by num_items_in_batch (the response tokens of the whole accumulated
+            # global batch), which Trainer then counts for any model; micro_batch: by the micro-batch's own tokens,
+            # and Trainer divides by the accumulation steps (DDP/FSDP average over the processes).
+            self.loss_is_scaled_for_ga = loss_norm == "global_tokens"
+            self.model_accepts_loss_kwargs = loss_norm == "global_tokens"
+            self._sel = None  # [2]: response tokens selected (m_t > 0), response tokens, since the start (this process)
             self.fused = bool(fused_head) and fused_head_supported(self.model)
             if self.fused:
                 add_prift_head(self.model)
@@ -444,7 +473,8 @@ def _sft_trainer_class():
             ref = {k: inputs.pop(k) for k in list(inputs) if k.startswith("ref_")} or None
             labels = inputs.pop("labels")
             fwd = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
-            n = num_items_in_batch if num_items_in_batch is not None else (labels[:, 1:] != -100).sum()
+            global_tokens = self.loss_norm == "global_tokens" and num_items_in_batch is not None
+            n = num_items_in_batch if global_tokens else (labels[:, 1:] != -100).sum()
             n = torch.as_tensor(n, device=labels.device).clamp(min=1)
             m = self.method
             if self.fused:
@@ -478,8 +508,10 @@ def _sft_trainer_class():
                 raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {step} (method '{m.name}'); "
                                          f"the last good checkpoint is {last or 'none (no checkpoint saved yet)'}")
             # num_items_in_batch counts the tokens of every rank and DDP averages the gradients over the ranks
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            if global_tokens and self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
+            sel = torch.stack([diag["selected"], diag["resp_tokens"]]).detach().double()
+            self._sel = sel if self._sel is None else self._sel + sel
             diag = {k: diag[k] for k in ("weight_sum", "selected", "resp_tokens", "kl_sum") if k in diag}
             diag["tokens"] = inputs["attention_mask"].sum()
             for k, v in diag.items():
@@ -502,6 +534,20 @@ def _sft_trainer_class():
                 self._t_log = now
                 self._acc = {}
             super().log(logs, start_time)
+
+        # -- a method whose weights select (almost) nothing stops: all processes, after every optimizer step
+        def _check_selection(self):
+            sel = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device) if self._sel is None else self._sel
+            if self.accelerator.num_processes > 1:
+                sel = self.accelerator.reduce(sel.to(self.accelerator.device), reduction="sum")
+            selected, total = sel.tolist()
+            m = self.method
+            if total > 0 and selected / total < m.min_selected_frac:
+                raise RuntimeError(f"method '{m.name}' (rule {m.rule!r}, params {m.params}, source {m.source!r}): its "
+                                   f"weights select {int(selected)} of {int(total)} response tokens so far "
+                                   f"({selected / total:.2%} < min_selected_frac={m.min_selected_frac:g}); check the "
+                                   f"rule's parameters, or set min_selected_frac: 0 in its config entry if this is "
+                                   f"intended")
 
         # -- EMA source
         def _ema_step(self):
@@ -529,32 +575,17 @@ def _sft_trainer_class():
 # ----------------------------------------------------------------------------------------------------------------------
 # `prift sft`
 
-def last_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest complete trainer checkpoint (`checkpoint-<step>` holding trainer_state.json) in ckpt_dir: a run
-    killed while writing a checkpoint leaves an incomplete one, which is skipped."""
-    import re
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return None
-    found = []
-    for p in ckpt_dir.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and p.is_dir() and (p / CKPT_DONE).is_file():
-            try:
-                json.loads((p / CKPT_DONE).read_text())
-            except ValueError:
-                continue
-            found.append((int(m.group(1)), str(p)))
-    return max(found)[1] if found else None
-
-
 def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method: Method, recipe: Recipe,
           scores_path: str | Path | None = None, ref_model_path: str | None = None, dtype: str | None = None,
           ckpt_dir: str | Path | None = None, heldout: list[dict] | None = None, analysis: dict | None = None,
-          log=print) -> dict:
-    """Train one run and write a Hugging Face checkpoint to `out_dir` (atomically). Resumes from the last complete
-    trainer checkpoint in `ckpt_dir` (default: `<out_dir>/../checkpoints`) if one exists (optimizer, scheduler,
-    data position, RNG); a finished run is never redone.
+          provenance: dict | None = None, callbacks: list | None = None, log=print) -> dict:
+    """Train one run and write a Hugging Face checkpoint to `out_dir` (atomically).
+
+    Resumes from the last healthy trainer checkpoint in `ckpt_dir` (default: `<out_dir>/../checkpoints`) made by a
+    run of the same fingerprint (optimizer, scheduler, data position, RNG); checkpoints of another configuration are
+    discarded and the run starts from step 0 (prift.runs). A finished run of the same fingerprint is never redone.
+    `provenance`: what else decides the weights and is not in the arguments (the config's backbone entries: hub id,
+    revision, path).
 
     Weights are kept in float32 and bf16 runs under autocast (mixed precision, fp32 master weights), unless `dtype`
     names another dtype for the trained weights. Under torchrun / accelerate launch every process calls this; the
@@ -566,36 +597,52 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     checkpoint directory."""
     from datasets import Dataset
     from trl import SFTConfig
+    from prift import runs
     from prift.backbone import load_model, load_tokenizer
-    from prift.data import dataset_hash, tokenize_all, tokenizer_hash
+    from prift.data import TOKENIZATION, check_lengths, dataset_hash, length_report, tokenize_all, tokenizer_hash
     from prift.scoring import ScoreCache
 
     out_dir = Path(out_dir)
-    if (out_dir / "prift_run.json").exists():
-        log(f"{out_dir} is complete; nothing to do")
-        return json.loads((out_dir / "prift_run.json").read_text())
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir.parent / "checkpoints"
     t0 = time.time()
     tok = load_tokenizer(model_path)
     tokenized = tokenize_all(tok, examples, recipe.max_length)
+    lengths = length_report(tokenized)
+    check_lengths(lengths, max_truncated_frac=recipe.max_truncated_frac, max_empty_frac=recipe.max_empty_frac,
+                  what=f"training data of '{method.name}'", log=log)
     cache = None
     if method.cached:
         if scores_path is None:
             raise ValueError(f"method '{method.name}' reads cached reference statistics: pass scores_path")
         cache = ScoreCache(scores_path, expect={"tokenizer_hash": tokenizer_hash(tok),
                                                 "dataset_hash": dataset_hash(examples),
-                                                "max_length": recipe.max_length, "n_examples": len(examples)})
-    ds = Dataset.from_list([{"input_ids": t["input_ids"], "labels": t["labels"], "idx": i}
-                            for i, t in enumerate(tokenized)])
-
-    use_bf16 = recipe.bf16 and torch.cuda.is_available()
-    model = load_model(model_path, dtype=dtype or "float32")
-    ref_model = None
-    if method.needs_ref_logits:
-        ref_model = load_model(ref_model_path or model_path, dtype="bfloat16" if use_bf16 else "float32")
-
+                                                "max_length": recipe.max_length, "n_examples": len(examples),
+                                                "tokenization": TOKENIZATION})
     world = int(os.environ.get("WORLD_SIZE", "1"))
     accum = grad_accum_steps(recipe.global_batch_size, recipe.per_device_batch_size, world)
+    use_bf16 = recipe.bf16 and torch.cuda.is_available()
+    ref_path = (ref_model_path or model_path) if method.needs_ref_logits else None
+    describe = {"method": {k: v for k, v in method.__dict__.items() if k not in ("name", "min_selected_frac")},
+                "recipe": recipe.weights_part(), "model": runs.model_identity(model_path),
+                "provenance": provenance or {}, "tokenization": TOKENIZATION, "tokenizer": tokenizer_hash(tok),
+                "data": dataset_hash(examples), "scores": cache.provenance if cache is not None else None,
+                "ref_model": runs.model_identity(ref_path) if ref_path else None, "dtype": dtype, "bf16": use_bf16,
+                "analysis": analysis if heldout else None, "heldout": dataset_hash(heldout) if heldout else None}
+    fp = runs.fingerprint(describe)
+    done = out_dir / "prift_run.json"
+    if done.exists():
+        summary = json.loads(done.read_text())
+        if summary.get("fingerprint") == fp:
+            log(f"{out_dir} is complete; nothing to do")
+            return summary
+        log(f"{out_dir} was trained with another configuration (fingerprint {summary.get('fingerprint')} != {fp}); "
+            f"training it again")
+    resume = runs.prepare_checkpoints(ckpt_dir, fp, describe, after_nan=recipe.after_nan, log=log)
+
+    ds = Dataset.from_list([{"input_ids": t["input_ids"], "labels": t["labels"], "idx": i}
+                            for i, t in enumerate(tokenized)])
+    model = load_model(model_path, dtype=dtype or "float32")
+    ref_model = load_model(ref_path, dtype="bfloat16" if use_bf16 else "float32") if ref_path else None
     args = SFTConfig(
         output_dir=str(ckpt_dir), per_device_train_batch_size=recipe.per_device_batch_size,
         gradient_accumulation_steps=accum, num_train_epochs=recipe.epochs, max_steps=recipe.max_steps,
@@ -606,13 +653,14 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
         report_to=[], max_length=recipe.max_length, remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True}, activation_checkpointing=recipe.gradient_checkpointing,
         dataloader_num_workers=0, disable_tqdm=False, use_cpu=not torch.cuda.is_available(),
-        average_tokens_across_devices=True,
+        average_tokens_across_devices=recipe.loss_norm == "global_tokens",
     )
     Trainer = _sft_trainer_class()
     keys = method.stats if method.cached else ()
     trainer = Trainer(model=model, args=args, train_dataset=ds, processing_class=tok, method=method,
-                      ref_model=ref_model, fused_head=recipe.fused_head,
-                      data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys))
+                      ref_model=ref_model, fused_head=recipe.fused_head, loss_norm=recipe.loss_norm,
+                      data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys),
+                      callbacks=[runs.health_callback(), *(callbacks or [])])
     probes = out_dir.parent / "probes.jsonl"
     if analysis and analysis.get("every") and heldout:
         from prift.analysis import DriftProbe
@@ -622,7 +670,6 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
         trainer.add_callback(DriftProbe(tokenize_all(tok, heldout, recipe.max_length), probes, analysis["every"],
                                         ref_model=probe_ref, kl=analysis.get("kl", True),
                                         tokens=analysis.get("tokens", 1)))
-    resume = last_checkpoint(ckpt_dir)
     if not resume and probes.exists():  # a run started afresh does not continue an old run's probes
         probes.unlink()
     if resume:
@@ -631,6 +678,8 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     except FloatingPointError as e:
+        if trainer.is_world_process_zero():
+            runs.mark_stopped(ckpt_dir, str(e))
         log(f"stopped: {e}")
         raise
 
@@ -644,9 +693,9 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     trainer.save_model(str(tmp))  # every rank: FSDP gathers the full state dict; only the main process writes
     summary = {"method": method.__dict__, "recipe": recipe.__dict__ | {"betas": list(recipe.betas)},
                "model_path": model_path, "scores_path": str(scores_path) if scores_path else None,
-               "n_examples": len(examples), "global_steps": trainer.state.global_step,
+               "n_examples": len(examples), "data": lengths, "global_steps": trainer.state.global_step,
                "train_loss": result.training_loss, "resumed_from": resume, "seconds": round(time.time() - t0, 1),
-               "grad_accum": accum, "world_size": world, "fused_head": trainer.fused}
+               "grad_accum": accum, "world_size": world, "fused_head": trainer.fused, "fingerprint": fp}
     if main:
         tok.save_pretrained(str(tmp))
         (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
@@ -659,3 +708,4 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
             f"{summary['seconds']} s → {out_dir}")
     trainer.accelerator.wait_for_everyone()
     return summary
+

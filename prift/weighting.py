@@ -237,25 +237,87 @@ def token_stats_chunked(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targ
 RULES: dict[str, Callable] = {}
 
 
-def register_rule(name: str):
-    """Decorator adding a rule to RULES; a name can be registered only once."""
+def register_rule(name: str, *, reads: tuple[str, ...] = STAT_KEYS, check: Callable[[dict], list[str]] | None = None):
+    """Decorator adding a rule to RULES; a name can be registered only once.
+
+    reads: the statistics (STAT_KEYS) the rule reads - only those are computed or attached for it (a rule that
+    declares nothing reads them all); check(params) -> list of problems with its parameters' values (names are
+    checked against the function's keyword-only arguments), run when a config is validated, before any job."""
+    unknown = set(reads) - set(STAT_KEYS)
+    if unknown:
+        raise ValueError(f"weighting rule {name!r} reads unknown statistics {sorted(unknown)}; known: {STAT_KEYS}")
+
     def decorator(fn: Callable) -> Callable:
         if name in RULES:
             raise ValueError(f"weighting rule {name!r} is already registered")
+        fn.reads = tuple(reads)
+        fn.check = check
         RULES[name] = fn
         return fn
     return decorator
+
+
+def _unknown_rule(rule: str) -> KeyError:
+    close = difflib.get_close_matches(rule, RULES, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return KeyError(f"unknown weighting rule {rule!r}; available: {', '.join(sorted(RULES))}{hint}")
+
+
+def rule_params(rule: str) -> list[str]:
+    """The parameters (keyword-only arguments) a rule accepts."""
+    if rule not in RULES:
+        raise _unknown_rule(rule)
+    return [p.name for p in inspect.signature(RULES[rule]).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+def rule_reads(rule: str, params: dict | None = None) -> tuple[str, ...]:
+    """The statistics a rule reads with these parameters (the quantile rule reads the one it ranks by)."""
+    if rule not in RULES:
+        raise _unknown_rule(rule)
+    if rule == "quantile":
+        return ((params or {}).get("stat", "prob"),)
+    return RULES[rule].reads
+
+
+def check_rule_params(rule: str, params: dict | None) -> list[str]:
+    """Problems with a rule's parameters (unknown names, values out of range); [] when they are fine. No tensors:
+    runs at config validation, before any job."""
+    if rule not in RULES:
+        return [str(_unknown_rule(rule)).strip("'\"")]
+    params = params or {}
+    accepted = rule_params(rule)
+    msgs = [f"unknown parameter {k!r} of rule {rule!r}"
+            + (f" (did you mean {difflib.get_close_matches(k, accepted, n=1)[0]!r}?)"
+               if difflib.get_close_matches(k, accepted, n=1) else "") + f"; accepted: {accepted}"
+            for k in params if k not in accepted]
+    if not msgs and RULES[rule].check is not None:
+        msgs += RULES[rule].check(params)
+    return msgs
+
+
+def _in_range(name: str, lo: float, hi: float, *, lo_open: bool = False):
+    """A check that parameter `name`, when given, is a number in [lo, hi] ((lo, hi] with lo_open)."""
+    def check(params: dict) -> list[str]:
+        if name not in params:
+            return []
+        v = params[name]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (lo < v if lo_open else lo <= v) and v <= hi
+        return [] if ok else [f"parameter {name!r} must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}], "
+                              f"got {v!r}"]
+    return check
+
+
+def _checks(*fns):
+    return lambda params: [m for fn in fns for m in fn(params)]
 
 
 def token_weights(rule: str, stats: dict[str, torch.Tensor], mask: torch.Tensor | None = None,
                   **params) -> torch.Tensor:
     """Detached float32 token weights m_t (Eq. 1) of the named rule; zero outside `mask` (bool, like stats)."""
     if rule not in RULES:
-        close = difflib.get_close_matches(rule, RULES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown weighting rule {rule!r}; available: {', '.join(sorted(RULES))}{hint}")
+        raise _unknown_rule(rule)
     fn = RULES[rule]
-    accepted = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    accepted = rule_params(rule)
     for key in params:
         if key not in accepted:
             raise TypeError(f"weighting rule {rule!r} got an unknown parameter {key!r}; accepted: {accepted}")
@@ -268,49 +330,100 @@ def token_weights(rule: str, stats: dict[str, torch.Tensor], mask: torch.Tensor 
         return w
 
 
-@register_rule("sft")
+@register_rule("sft", reads=())
 def _sft(stats, mask):
     """SFT: m_t = 1."""
-    return torch.ones_like(stats["prob"])
+    return torch.ones_like(next(iter(stats.values())))
 
 
-@register_rule("prob")
+@register_rule("prob", reads=("prob",))
 def _prob(stats, mask):
     """m_t = p_t: DFT with the online source, PriFT-prob (Eq. 2) with the pretrained source."""
     return stats["prob"]
 
 
-@register_rule("profit")
+@register_rule("profit", reads=("prob",), check=_in_range("tau", 0.0, 1.0))
 def _profit(stats, mask, *, tau=0.1):
     """ProFit (Table 1): m_t = 1[p_t >= tau]."""
     return (stats["prob"] >= tau).float()
 
 
-@register_rule("talr")
-def _talr(stats, mask, *, tau=1.0, w_min=0.01):
-    """TALR (Table 1, App. B): m_t = max(p_t^{1/tau}, w_min), w_min = 0.01 as in the paper.
-
-    The paper calls tau an "adaptive temperature" but gives no value or adaptation schedule, so we use a fixed,
-    documented default tau = 1.0: TALR then is DFT with a lower cutoff (m_t = max(p_t, 0.01)), the only choice that
-    introduces no unreported hyper-parameter. tau > 1 flattens the weights towards SFT, tau < 1 sharpens them.
-    """
-    return (stats["logp"] / tau).exp().clamp_min(w_min)
+def median(x: torch.Tensor) -> torch.Tensor:
+    """The median of a 1-D tensor, the mean of the two middle values for an even count (numpy's median)."""
+    s = x.sort().values
+    n = s.numel()
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-@register_rule("eaft")
+TALR_TAU_MIN = 1e-6  # floor of the adaptive temperature (a batch whose median loss is 0: every p_t = 1)
+
+
+def talr_tau(logp: torch.Tensor, mask: torch.Tensor | None, median_over: str = "tokens") -> torch.Tensor:
+    """TALR's adaptive temperature of one batch: the median of the losses -log p_t over the masked tokens
+    (median_over="tokens"), or over the sequences' mean losses (median_over="sequences": rows of [B, L] with at
+    least one masked token); floored at TALR_TAU_MIN. A batch without a masked token gets tau = 1 (no weights)."""
+    nll = -logp.float()  # [...]
+    m = torch.ones_like(nll, dtype=torch.bool) if mask is None else mask
+    if median_over == "tokens":
+        vals = nll[m]  # [n]
+    elif median_over == "sequences":
+        if nll.dim() < 2:
+            raise ValueError("TALR median_over='sequences' needs statistics shaped [batch, length]")
+        rows, counts = nll.flatten(1), m.flatten(1)  # [B, L]
+        has = counts.any(1)  # [B]
+        vals = (torch.where(counts, rows, 0.0).sum(1)[has] / counts.sum(1)[has])  # [B'] per-sequence mean loss
+    else:
+        raise ValueError(f"median_over must be 'tokens' or 'sequences', got {median_over!r}")
+    if vals.numel() == 0:
+        return torch.ones((), dtype=torch.float32, device=nll.device)
+    return median(vals).clamp_min(TALR_TAU_MIN)
+
+
+def _check_talr(params: dict) -> list[str]:
+    msgs = _in_range("w_min", 0.0, 1.0)(params)
+    tau = params.get("tau", "adaptive")
+    if tau != "adaptive" and not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and tau > 0):
+        msgs.append(f"parameter 'tau' must be 'adaptive' or a number > 0, got {tau!r}")
+    if params.get("median_over", "tokens") not in ("tokens", "sequences"):
+        msgs.append(f"parameter 'median_over' must be 'tokens' or 'sequences', got {params['median_over']!r}")
+    return msgs
+
+
+@register_rule("talr", reads=("logp",), check=_check_talr)
+def _talr(stats, mask, *, tau="adaptive", w_min=0.01, median_over="tokens"):
+    """TALR (Table 1, App. B): m_t = max(sg(p_t^{1/tau}), w_min), w_min = 0.01 as in the paper.
+
+    tau="adaptive" (TALR's own definition, arXiv 2509.20758): recomputed for every batch the rule receives - in SFT
+    one micro-batch on one process - as the median of the losses -log p_t of its response tokens (`talr_tau`;
+    median_over="sequences": the median of the per-sequence mean losses, the variant of the one public
+    re-implementation). A number is a fixed tau (tau = 1 makes TALR DFT with a floor). With the pretrained source
+    (Table 6) p_t and tau both come from the pretrained statistics."""
+    logp = stats["logp"]
+    t = talr_tau(logp, mask, median_over) if tau == "adaptive" else torch.as_tensor(float(tau))
+    return (logp / t).exp().clamp_min(w_min)
+
+
+@register_rule("eaft", reads=("entropy_topk",))
 def _eaft(stats, mask):
     """EAFT (Table 1, App. B): m_t = H_t^{top-K} / log K; K is fixed when the statistics are computed (20)."""
     return stats["entropy_topk"]
 
 
-@register_rule("idft")
+@register_rule("idft", reads=("logp", "entropy"), check=_in_range("b", 0.0, math.inf, lo_open=True))
 def _idft(stats, mask, *, b=1.0):
     """IDFT (Table 1, App. B): m_t = p_t^{exp(-phi_t)}, phi_t = clip(log p_t + H_t, -b, b), b = 1.0."""
     phi = (stats["logp"] + stats["entropy"]).clamp(-b, b)
     return (stats["logp"] * torch.exp(-phi)).exp()
 
 
-@register_rule("mass")
+def _check_mass(params: dict) -> list[str]:
+    msgs = _in_range("tau", 0.0, 1.0)(params)
+    if not isinstance(params.get("strict", False), bool):
+        msgs.append(f"parameter 'strict' must be true or false, got {params['strict']!r}")
+    return msgs
+
+
+@register_rule("mass", reads=("mass",), check=_check_mass)
 def _mass(stats, mask, *, tau=0.5, strict=False):
     """PriFT-mass (Eq. 3): m_t = 1[u_t >= tau], tau = 0.5. strict=True uses u_t > tau, the form of the App. D.1
     threshold sweep (Fig. 6b), where tau = 1 selects no token."""
@@ -318,7 +431,16 @@ def _mass(stats, mask, *, tau=0.5, strict=False):
     return (u > tau).float() if strict else (u >= tau).float()
 
 
-@register_rule("quantile")
+def _check_quantile(params: dict) -> list[str]:
+    msgs = _in_range("frac", 0.0, 1.0)(params)
+    if params.get("keep", "top") not in ("top", "bottom"):
+        msgs.append(f"parameter 'keep' must be 'top' or 'bottom', got {params['keep']!r}")
+    if params.get("stat", "prob") not in STAT_KEYS:
+        msgs.append(f"parameter 'stat' must be one of {list(STAT_KEYS)}, got {params['stat']!r}")
+    return msgs
+
+
+@register_rule("quantile", check=_check_quantile)
 def _quantile(stats, mask, *, stat="prob", keep="top", frac=0.5):
     """Table 2 selection: m_t = 1 for the top (keep="top") or bottom (keep="bottom") `frac` of the tokens by
     stats[stat] ("prob" = p_t, "entropy" = H_t), else 0.
@@ -344,16 +466,27 @@ def _quantile(stats, mask, *, stat="prob", keep="top", frac=0.5):
 # loss extras that need the full-vocabulary distributions (carry gradient w.r.t. the online logits)
 
 
+def shared_vocab(lp: torch.Tensor, ref_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The online log-probabilities lp [..., V] and the reference's log-probabilities on the rows both output layers
+    have (Table 7: the Qwen2.5-Math-1.5B student has 151,936 rows, the 7B teacher 152,064, over one tokenizer of
+    151,665 tokens). The online distribution is the student's own (normalised over all its V rows); the reference's
+    is renormalised over the shared rows min(V, V_ref): a token the student cannot emit carries no reference mass.
+    Returns (lp [..., m], lq [..., m]), float32."""
+    m = min(lp.shape[-1], ref_logits.shape[-1])
+    lq = F.log_softmax(ref_logits[..., :m].detach().float(), dim=-1)  # [..., m]
+    return lp[..., :m], lq
+
+
 def asft_kl(online_logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-token KL(pi_ref || pi_theta) over the full vocabulary (ASFT, App. B).
 
     ASFT's per-token loss is l_t = -sg(p_t) log p_t + beta * KL(pi_pt(.|x,y_<t) || pi_on(.|x,y_<t)), beta = 0.05;
     this returns the KL term [...] for logits [..., V] (caller multiplies by beta and normalises), zero outside
     mask. Float32; ref_logits are treated as constants; works on any leading shape so callers can chunk positions.
+    Output layers of different sizes are compared on their shared rows (`shared_vocab`).
     """
-    lp = F.log_softmax(online_logits.float(), dim=-1)  # [..., V]
-    lq = F.log_softmax(ref_logits.detach().float(), dim=-1)  # [..., V]
-    q = lq.exp()  # [..., V]
+    lp, lq = shared_vocab(F.log_softmax(online_logits.float(), dim=-1), ref_logits)  # [..., m]
+    q = lq.exp()  # [..., m]
     kl = torch.where(q > 0, q * (lq - lp), 0.0).sum(-1)  # [...]
     return kl if mask is None else torch.where(mask.bool(), kl, 0.0)
 
@@ -363,23 +496,25 @@ def kd_nontarget(online_logits: torch.Tensor, ref_logits: torch.Tensor, targets:
 
     q = softmax(ref_logits) (teacher, constant), p = softmax(online_logits). The decomposed KD loss is
     L_beta = -q_t(y_t) log p_t(y_t) - beta * sum_{v != y_t} q_t(v) log p_t(v) = weighted NLL with m_t = q_t(y_t)
-    plus beta * this. Returns [...] for logits [..., V]; positions with a negative (ignore) target are 0.
+    plus beta * this. Returns [...] for logits [..., V]; positions with a negative (ignore) target are 0. A teacher
+    with another output-layer size is compared on the shared rows (`shared_vocab`).
     """
-    lp = F.log_softmax(online_logits.float(), dim=-1)  # [..., V]
-    q = F.softmax(ref_logits.detach().float(), dim=-1)  # [..., V]
+    lp, lq = shared_vocab(F.log_softmax(online_logits.float(), dim=-1), ref_logits)  # [..., m]
+    q = lq.exp()  # [..., m]
     t = targets.long().clamp(min=0).unsqueeze(-1)  # [..., 1]
-    q = q.scatter(-1, t, 0.0)  # [..., V] teacher mass off the target
+    q = q.scatter(-1, t, 0.0)  # [..., m] teacher mass off the target (targets are real tokens: < m)
     out = -torch.where(q > 0, q * lp, 0.0).sum(-1)  # [...]
     return torch.where(targets >= 0, out, 0.0)
 
 
 def weighted_nll(logp: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
                  num_tokens: int | torch.Tensor) -> torch.Tensor:
-    """Eq. (1) with the authors' normalisation: sum_t m_t * (-log p_t) * mask_t / num_tokens.
+    """Eq. (1) normalised by a token count: sum_t m_t * (-log p_t) * mask_t / num_tokens.
 
-    logp: online target log-probs [...] (with grad); weights: m_t [...] (detached here); num_tokens: number of
-    response tokens (e.g. over the whole global batch, for exact gradient accumulation). Weights are NOT
-    renormalised. num_tokens is floored at 1.
+    logp: online target log-probs [...] (with grad); weights: m_t [...] (detached here); num_tokens: the response
+    tokens of this micro-batch (the authors' normalisation: a per-micro-batch mean, then averaged over accumulation
+    steps and processes; training recipe `loss_norm: micro_batch`) or of the whole accumulated global batch
+    (`loss_norm: global_tokens`). Weights are NOT renormalised. num_tokens is floored at 1.
     """
     per_token = torch.where(mask.bool(), weights.detach().float() * -logp.float(), 0.0)  # [...]
     if torch.is_tensor(num_tokens):

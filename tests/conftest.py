@@ -27,5 +27,7 @@ def tiny_backbone(tmp_path_factory) -> Path:
     from prift.backbone import build_tiny
     from prift.data import demo_math
     out = tmp_path_factory.mktemp("backbone") / "tiny"
-    build_tiny(out, demo_math("pretrain", 1500), pretrain_steps=60, seed=0, log=lambda *_: None)
+    # 1,024 positions: the code harnesses' prompts (evalplus, LiveCodeBench) need more than the demo's 512
+    build_tiny(out, demo_math("pretrain", 1500), pretrain_steps=60, seed=0, max_position_embeddings=1024,
+               log=lambda *_: None)
     return out

@@ -130,8 +130,8 @@ def test_full_config_dry_run_lists_table3_jobs():
     benches = {"math500", "minerva_math", "olympiadbench", "aime24", "amc23"}
     assert gen == {(b, m, x) for b in ("qwen2.5-math-7b", "qwen3-8b-base") for m in methods | {"original"}
                    for x in benches}
-    scores = set(re.findall(r"output: results/scores/([^/]+)/math\.safetensors", out))
-    assert scores == {"qwen2.5-math-7b", "qwen3-8b-base"}  # one reference pass per backbone
+    scores = set(re.findall(r"output: results/scores/([^/]+)/([^/]+)/math\.safetensors", out))
+    assert scores == {("qwen2.5-math-7b",) * 2, ("qwen3-8b-base",) * 2}  # one reference pass per backbone
 
 
 def _outputs(out: str, rule: str) -> set[str]:
@@ -194,3 +194,48 @@ def test_the_dags_json_config_keeps_small_floats_numbers(tmp_path):
     path.write_text(json.dumps(cfg, indent=1, sort_keys=True))
     assert "e-05" in path.read_text()
     assert C.load(path) == cfg
+
+
+@pytest.mark.parametrize("params,problem", [
+    ({"tauu": 0.5}, "'methods.prift-mass.params': unknown parameter 'tauu' of rule 'mass' (did you mean 'tau'?)"),
+    ({"tau": 7.0}, "'methods.prift-mass.params': parameter 'tau' must be a number in [0, 1], got 7.0"),
+])
+def test_rule_parameters_are_checked_before_any_job(params, problem):
+    """Names and ranges of a rule's parameters fail at validation (snakemake -n), not at the first training step."""
+    cfg = _load("demo.yaml")
+    cfg["methods"]["prift-mass"]["params"] = params
+    with pytest.raises(C.ConfigError) as e:
+        C.validate(cfg)
+    assert problem in str(e.value)
+
+
+def test_cross_model_references_need_one_tokenizer_family():
+    """Table 8: a reference scores the student's tokens only within one tokenizer family, checked from the families
+    the config declares before any job (naming both models), and a family must be declared to be checked."""
+    cfg = _load("config.yaml")
+    cfg["backbones"]["qwen2.5-math-7b"]["tokenizer"] = "qwen3"
+    with pytest.raises(C.ConfigError) as e:
+        C.validate(cfg)
+    assert ("'methods.prift-prob-ref-qwen2.5-math-7b.reference': reference 'qwen2.5-math-7b' (tokenizer qwen3) cannot "
+            "score the tokens of backbone 'qwen2.5-math-1.5b' (tokenizer qwen2.5)") in str(e.value)
+    cfg = _load("config.yaml")
+    del cfg["backbones"]["qwen2.5-1.5b"]["tokenizer"]
+    with pytest.raises(C.ConfigError, match=r"declare the tokenizer family of 'qwen2.5-1.5b'"):
+        C.validate(cfg)
+
+
+def test_full_config_dry_run_lists_tables_7_and_8_jobs():
+    """Table 7 (KD from Qwen2.5-Math-7B, five β) and Table 8 (cross-model statistics): their SFT runs, one reference
+    pass per (reference, student) - the 7B teacher scores the 1.5B student's tokenisation, Qwen2.5-Math-1.5B scores
+    Qwen2.5-1.5B's, a file apart from its own - and the evaluation of every cell."""
+    p = _dry_run("results/tables/table7.csv", "results/tables/table8.csv", "--configfile", "config/config.yaml")
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    kd = [f"kd-beta{b}" for b in ("0.00", "0.25", "0.50", "0.75", "1.00")]
+    assert _outputs(out, "sft") == (
+        {f"results/sft/math/qwen2.5-math-1.5b/{m}/final" for m in kd + ["prift-prob", "prift-prob-ref-qwen2.5-math-7b"]}
+        | {f"results/sft/math/qwen2.5-1.5b/{m}/final" for m in ("prift-prob", "prift-prob-ref-qwen2.5-math-1.5b")})
+    assert _outputs(out, "score") == {f"results/scores/{r}/{s}/math.safetensors" for r, s in (
+        ("qwen2.5-math-1.5b", "qwen2.5-math-1.5b"), ("qwen2.5-math-7b", "qwen2.5-math-1.5b"),
+        ("qwen2.5-1.5b", "qwen2.5-1.5b"), ("qwen2.5-math-1.5b", "qwen2.5-1.5b"))}
+    assert len(_outputs(out, "generate")) == len(_outputs(out, "metrics")) == (7 + 2) * 5

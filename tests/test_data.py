@@ -107,3 +107,52 @@ def test_heldout_comes_after_the_training_subset(tmp_path):
         D.prepare_train_heldout({"path": str(path), "limit": 20}, "math", "plain", heldout=4)
     with pytest.raises(ValueError, match="heldout=20 leaves no training example"):
         D.prepare_train_heldout({"path": str(path)}, "math", "plain", heldout=20)
+
+
+def sentencepiece_tokenizer():
+    """A LLaMA-2-style tokenizer built offline: SentencePiece's normaliser (prepend "▁", spaces to "▁"), byte-fallback
+    BPE whose merges never cross a "▁" (as SentencePiece's pieces), BOS added by default. As LLaMA-2's, it encodes
+    " A. Hypertension" alone as "▁", "▁A", ".", ... and "Answer: A" with the single piece "▁A"."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import LlamaTokenizerFast
+    corpus = ["Question: Which drug lowers blood pressure?", "Options:", "A. Hypertension", "B. Aspirin",
+              "C. Insulin", "D. Metformin", "Answer: A", "Answer: B. Aspirin", "The answer is C."] * 20
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "<s>", "</s>"],
+                                                        show_progress=False))
+    state = json.loads(tok.to_str())
+    state["model"]["merges"] = [m for m in state["model"]["merges"]   # no "A." piece: LLaMA-2 has "▁A" and "."
+                                if "." not in "".join(m if isinstance(m, list) else m.split(" "))]
+    state["pre_tokenizer"] = None                                     # LLaMA-2's tokenizer.json has none
+    tok = Tokenizer.from_str(json.dumps(state))
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    return LlamaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                              add_bos_token=True, add_eos_token=False)
+
+
+def test_medical_labels_come_from_the_joint_encoding_lm_eval_scores():
+    """LLaMA-2 (Tables 2, 9): the first trained token of " A. Hypertension" is the id lm-eval scores for the gold
+    letter after "Answer:" (its _encode_pair: whole encoded, split at the context's length), not a bare "▁"; and the
+    prompt ids the model is trained on, BOS included, are the context ids lm-eval scores."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+    from transformers import LlamaConfig, LlamaForCausalLM
+    tok = sentencepiece_tokenizer()
+    assert tok.convert_ids_to_tokens(tok(" A. Hypertension", add_special_tokens=False)["input_ids"])[:2] == ["▁", "▁A"]
+    rec = {"question": "Which drug lowers blood pressure?", "opa": "Hypertension", "opb": "Aspirin",
+           "opc": "Insulin", "opd": "Metformin", "cop": 0}
+    ex = D.to_sft_example(rec, "medmcqa", "plain", 0)
+    t = D.tokenize_example(tok, ex, 512)
+    n_prompt = sum(label == -100 for label in t["labels"])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                         max_position_embeddings=128))
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=1, device="cpu")
+    ctx, cont = lm._encode_pair(ex["prompt"], " A")   # lm-eval's multiple-choice request for choice "A"
+    assert t["input_ids"][:n_prompt] == ctx and ctx[0] == tok.bos_token_id
+    assert len(cont) == 1 and t["labels"][n_prompt] == cont[0] == tok.convert_tokens_to_ids("▁A")
+    assert tok.decode(t["input_ids"][n_prompt:-1]) == "A. Hypertension" and t["input_ids"][-1] == tok.eos_token_id

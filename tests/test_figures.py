@@ -243,8 +243,8 @@ def test_paper_config_dry_run_lists_the_figure_jobs():
     assert ("medical-lowdata@ref2000", "llama-2-7b", "dft") in sft and ("medical-lowdata@ref16000", "llama-2-7b",
                                                                          "sft") in sft
     assert ("medical-lowdata", "llama-2-7b", "prift-prob@ref=sft4000") in sft
-    scores = set(re.findall(r"output: results/scores/([^/]+)/([^/]+)\.safetensors", out))
-    assert ("llama-2-7b+dft@8000", "medical-lowdata") in scores
+    scores = set(re.findall(r"output: results/scores/([^/]+)/([^/]+)/([^/]+)\.safetensors", out))
+    assert ("llama-2-7b+dft@8000", "llama-2-7b", "medical-lowdata") in scores
     samples = set(re.findall(r"output: results/samples/math/qwen2.5-math-7b/([^/]+)/([^/]+)\.jsonl", out))
     assert samples == {(m, f"{b}@n=64") for m in ("sft", "dft", "prift-prob", "prift-mass")
                        for b in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}
@@ -285,7 +285,7 @@ def test_fig1c_reduced_real_run(tmp_path, tiny_backbone):
     assert ref_run["n_examples"] == 64
     down = json.loads((res / "sft" / "math" / "tiny" / "prift-prob@ref=dft64" / "final" / "prift_run.json").read_text())
     n_train = len((res / "data" / "math" / "train.jsonl").read_text().splitlines())  # 96 less benchmark overlap
-    assert down["scores_path"].endswith("scores/tiny+dft@64/math.safetensors") and down["n_examples"] == n_train
+    assert down["scores_path"].endswith("scores/tiny+dft@64/tiny/math.safetensors") and down["n_examples"] == n_train
     assert (res / "scores" / "tiny" / "math.safetensors").exists()  # the pretrained point
     means = F.metric_means(C.figure_inputs(C.validate(yaml.safe_load(path.read_text())), "fig1c"), "avg@2")
     assert set(means) == {"prift-prob", "prift-prob@ref=dft64", "dft"} and all(0 <= v <= 100 for v in means.values())

@@ -47,21 +47,157 @@ def test_format_reproducibility_and_stats(tiny_backbone, tmp_path):
     assert [r["text"] for r in read_jsonl(tmp_path / "c.jsonl")] != [r["text"] for r in rows]
 
 
-def test_resume_keeps_finished_prompts(tiny_backbone, tmp_path):
-    problems = _problems(3)
+def _interrupt_after(monkeypatch, k):
+    """Make the transformers backend stop (as a killed job would) after it has yielded k prompts."""
+    from prift import generate as G
+    inner = G.BACKENDS["transformers"]
+
+    def stopping(*a, **kw):
+        for j, item in enumerate(inner(*a, **kw)):
+            if j == k:
+                raise KeyboardInterrupt("killed")
+            yield item
+    monkeypatch.setitem(G.BACKENDS, "transformers", stopping)
+    return lambda: monkeypatch.setitem(G.BACKENDS, "transformers", inner)
+
+
+KW = dict(n=3, temperature=1.0, top_p=0.9, max_new_tokens=10, backend="transformers", batch_size=6, log=_quiet)
+
+
+def test_resumed_generation_equals_the_uninterrupted_one(tiny_backbone, tmp_path, monkeypatch):
+    """Killed in the middle of a batch (2 prompts per batch), with a torn last line: the resumed file equals the
+    uninterrupted one sample for sample (a seed per problem and sample; a batch with a prompt left is generated
+    whole, the prompts it already wrote are kept)."""
+    problems = _problems(5)
+    generate(str(tiny_backbone), problems, tmp_path / "full.jsonl", seed=0, **KW)
+    full = read_jsonl(tmp_path / "full.jsonl")
     out = tmp_path / "s.jsonl"
-    done = [{"id": "q1", "sample": s, "text": f"kept {s}", "finish_reason": "stop", "prompt_tokens": 5,
-             "completion_tokens": 2} for s in range(2)]
-    # a crash left q1 finished and a torn line after it
-    (tmp_path / "s.jsonl.partial").write_text(json.dumps(done) + "\n" + '[{"id": "q2", "sam')
-    st = generate(str(tiny_backbone), problems, out, n=2, temperature=1.0, max_new_tokens=6, seed=0,
-                  backend="transformers", batch_size=4, log=_quiet)
-    rows = read_jsonl(out)
-    assert st["resumed"] == 1 and st["problems"] == 3
-    assert [(r["id"], r["sample"]) for r in rows] == [(f"q{i}", s) for i in range(3) for s in range(2)]
-    assert rows[2:4] == done                                      # not regenerated, in the problems' order
-    assert all(r["text"].startswith("kept") is (r["id"] == "q1") for r in rows)
-    assert st["completion_tokens"] == sum(r["completion_tokens"] for r in rows if r["id"] != "q1")
+    restore = _interrupt_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        generate(str(tiny_backbone), problems, out, seed=0, **KW)
+    restore()
+    partial = tmp_path / "s.jsonl.partial"
+    assert len(partial.read_text().splitlines()) == 1 + 3          # the fingerprint line and q0, q1, q2
+    with open(partial, "a") as f:
+        f.write('[{"id": "q3", "sam')                                # a line torn by the kill
+    st = generate(str(tiny_backbone), problems, out, seed=0, **KW)
+    assert st["resumed"] == 3 and st["problems"] == 5
+    assert read_jsonl(out) == full
+    assert not partial.exists()
+
+
+@pytest.mark.parametrize("change", ["model", "seed", "max_new_tokens", "prompts"])
+def test_a_partial_file_of_another_model_or_setting_is_discarded(tiny_backbone, tmp_path, monkeypatch, change):
+    """A leftover partial file made by another model, seed, setting or prompt set is not merged: it is discarded,
+    said so in the log, and the result equals a clean run."""
+    import shutil
+    problems = _problems(4)
+    other_model = tmp_path / "other"
+    shutil.copytree(tiny_backbone, other_model)            # the same weights rewritten: another model file
+    (other_model / "model.safetensors").write_bytes((tiny_backbone / "model.safetensors").read_bytes())
+    first = {"model": (str(other_model), problems, {}), "seed": (str(tiny_backbone), problems, {"seed": 1}),
+             "max_new_tokens": (str(tiny_backbone), problems, {"max_new_tokens": 7}),
+             "prompts": (str(tiny_backbone), [dict(p, problem=p["problem"] + " ") for p in problems], {})}[change]
+    out = tmp_path / "s.jsonl"
+    restore = _interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        generate(first[0], first[1], out, **(KW | {"seed": 0} | first[2]))
+    restore()
+    logs = []
+    st = generate(str(tiny_backbone), problems, out, seed=0, **(KW | {"log": logs.append}))
+    assert st["resumed"] == 0 and any("discarded, starting over" in line for line in logs)
+    generate(str(tiny_backbone), problems, tmp_path / "clean.jsonl", seed=0, **KW)
+    assert read_jsonl(out) == read_jsonl(tmp_path / "clean.jsonl")
+
+
+@pytest.fixture(scope="module")
+def base_like(tiny_backbone, tmp_path_factory):
+    """The tiny backbone as a base Qwen checkpoint is: its end-of-sequence token is <|endoftext|> (tokenizer, config and
+    generation config), while the model, trained on chat turns, ends its answers with <|im_end|>."""
+    import shutil
+    out = tmp_path_factory.mktemp("base_like") / "tiny-base"
+    shutil.copytree(tiny_backbone, out)
+    for name in ("tokenizer_config.json", "config.json", "generation_config.json"):
+        cfg = json.loads((out / name).read_text())
+        if "eos_token" in cfg:
+            cfg["eos_token"] = "<|endoftext|>"
+        if "eos_token_id" in cfg:
+            cfg["eos_token_id"] = 0
+        (out / name).write_text(json.dumps(cfg))
+    return out
+
+
+def test_sampling_stops_where_the_harness_stops(base_like, tmp_path):
+    """A model whose eos is <|endoftext|> but which ends its turn with <|im_end|>: with the harness's stops the text
+    ends at <|im_end|> ("stop", the stop token not counted); without them the model writes on past its turn. The same
+    seeds give the same tokens up to the stop, so each stopped text is a prefix of the unstopped one."""
+    from prift.backbone import load_tokenizer
+    tok = load_tokenizer(str(base_like))
+    assert tok.eos_token == "<|endoftext|>"
+    problems = _problems(4)
+    kw = dict(n=4, temperature=1.0, max_new_tokens=60, backend="transformers", batch_size=16, seed=0, log=_quiet)
+    generate(str(base_like), problems, tmp_path / "stop.jsonl", **kw)
+    generate(str(base_like), problems, tmp_path / "free.jsonl", stop=[], stop_token_ids=[], **kw)
+    stopped, free = read_jsonl(tmp_path / "stop.jsonl"), read_jsonl(tmp_path / "free.jsonl")
+    assert all(f["text"].startswith(s["text"]) for s, f in zip(stopped, free))
+    assert all(f["completion_tokens"] >= s["completion_tokens"] for s, f in zip(stopped, free))
+    past = [(s, f) for s, f in zip(stopped, free) if f["completion_tokens"] > s["completion_tokens"]]
+    assert len(past) >= len(stopped) // 4                  # turns ended by <|im_end|>, written on past without stops
+    assert all(s["finish_reason"] == "stop" and f["text"] != s["text"] for s, f in past)
+    assert sum(f["finish_reason"] == "length" for _, f in past) >= len(past) // 2
+    assert all(s["completion_tokens"] < 60 for s, _ in past)       # (token counting: test_finish_counts_...)
+
+
+def test_stop_rules_of_each_harness(tiny_backbone):
+    from prift.backbone import load_tokenizer
+    from prift.generate import HARNESS_STOP, stop_rules
+    tok = load_tokenizer(str(tiny_backbone))
+    strings, ids = stop_rules(tok, "math")
+    assert strings == list(HARNESS_STOP) == ["</s>", "<|im_end|>", "<|endoftext|>"]
+    assert ids == sorted(tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"]))   # </s> is not a token here
+    from evalplus.provider.utility import EOS
+    chat, _ = stop_rules(tok, "evalplus", chat=True)
+    assert chat == EOS + ["\n```\n"]
+    assert stop_rules(tok, "evalplus", chat=False, dataset="mbpp")[0] == EOS + ['\n"""', "\nassert"]
+    assert stop_rules(tok, "livecodebench") == (["###"], [])
+
+
+def test_finish_counts_tokens_as_vllm_does(tiny_backbone):
+    """finish(): an end-of-sequence or stop id is cut and not counted; a stop string ends the text before it and counts
+    the tokens up to the one that completed it; otherwise "length" after the budget."""
+    from prift.backbone import load_tokenizer
+    from prift.generate import finish
+    tok = load_tokenizer(str(tiny_backbone))
+    body = tok("The answer is 4.", add_special_tokens=False)["input_ids"]
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    assert finish(tok, body + [eos] + body, 50, {eos}, []) == ("The answer is 4.", "stop", len(body))
+    tail = tok(" Question: next", add_special_tokens=False)["input_ids"]
+    text, reason, n = finish(tok, body + tail, 50, {eos}, ["Question:"])
+    assert (text, reason) == ("The answer is 4. ", "stop")
+    assert "Question:" in tok.decode((body + tail)[:n]) and "Question:" not in tok.decode((body + tail)[:n - 1])
+    assert finish(tok, body + tail, 3, {eos}, ["Question:"]) == (tok.decode(body[:3]), "length", 3)
+
+
+def test_harness_prompt_is_one_string_for_every_backbone(tiny_backbone, tmp_path):
+    """Math evaluation renders the harness's fixed string whatever the backbone's chat template (here a non-ChatML
+    one), byte for byte; `template` keeps the backbone's own."""
+    import shutil
+    from prift.backbone import load_tokenizer
+    from prift.generate import render_prompts
+    other = tmp_path / "llama-chat"
+    shutil.copytree(tiny_backbone, other)
+    (other / "chat_template.jinja").write_text(
+        "{% for m in messages %}[{{ m['role'] | upper }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[ASSISTANT] {% endif %}")
+    tok = load_tokenizer(str(other))
+    q = {"id": "1", "problem": "What is $1+1$?"}
+    want = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is $1+1$?\n"
+            "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+            "<|im_start|>assistant\n")
+    assert render_prompts(tok, [q], "math") == [want]
+    assert render_prompts(tok, [q], "math", prompt="template") == [
+        "[SYSTEM] You are a helpful assistant.\n[USER] What is $1+1$?\nPlease reason step by step, and put your "
+        "final answer within \\boxed{}.\n[ASSISTANT] "]
 
 
 def test_greedy_needs_one_sample(tiny_backbone, tmp_path):

@@ -11,7 +11,9 @@ import types
 import pytest
 import torch
 
+from prift import config as C
 from prift import rl
+from tests.conftest import REPO
 from prift.rl import (GroupCollector, RLRecipe, batch_mapping, completion_text, filter_groups, math_reward,
                       overlong_penalty, rl_prompts)
 
@@ -121,7 +123,7 @@ class _Acc:
         return t
 
 
-def _scripted_trainer(monkeypatch, pattern_of, G, n_prompts_total, max_rounds=5):
+def _scripted_trainer(monkeypatch, pattern_of, G, n_prompts_total, max_rounds=5, on_exhausted="mask"):
     """A DAPOTrainer without a model: the parent's `_generate_and_score_completions` is replaced by a function that
     returns, for each row, prompt ids / completion ids encoding the prompt's index (widths differing per call) and
     sets the rewards given by `pattern_of[prompt id]`."""
@@ -162,7 +164,7 @@ def _scripted_trainer(monkeypatch, pattern_of, G, n_prompts_total, max_rounds=5)
     ids = [f"p{i}" for i in range(n_prompts_total)]
     t.__dict__.update(
         model=types.SimpleNamespace(training=True), dynamic_sampling=True, filter_metric="acc",
-        max_gen_rounds=max_rounds, num_generations=G, accelerator=_Acc(), _tokenizer=types.SimpleNamespace(
+        max_gen_rounds=max_rounds, on_exhausted=on_exhausted, num_generations=G, accelerator=_Acc(), _tokenizer=types.SimpleNamespace(
             pad_token_id=0), args=types.SimpleNamespace(seed=0), state=types.SimpleNamespace(global_step=3),
         train_dataset=_Rows(ids), _ds_ids=ids, _metrics={"train": collections.defaultdict(list)},
         reward_weights=torch.ones(1))
@@ -229,6 +231,31 @@ def test_trainer_hook_short_batch_is_masked(monkeypatch):
     assert int(out["num_items_in_batch"]) == int(out["completion_mask"].sum())
     assert float(out["advantages"].view(3, G)[[g for g in range(3) if g not in informative]].abs().sum()) == 0.0
     assert t._metrics["train"]["dynamic_sampling/groups_short"] == [float(3 - n_mixed)]
+
+
+def test_trainer_hook_short_batch_stops_as_verl_does(monkeypatch):
+    """on_exhausted="error" (the paper config, verl 0.4's behaviour): rounds used up with too few informative groups
+    stop the run, saying what happened and what the choices are."""
+    G = 2
+    pattern = {i: "w" for i in range(12)}
+    t, calls = _scripted_trainer(monkeypatch, pattern, G, n_prompts_total=12, max_rounds=2, on_exhausted="error")
+    with pytest.raises(RuntimeError, match=r"2 generation rounds \(max_gen_rounds=2\).*0 of 3.*verl 0.4.*mask"):
+        t._generate_and_score_completions(_inputs(["p0", "p1", "p2"], G))
+    assert len(calls) == 2
+
+
+def test_paper_rl_recipe_is_verl_0_4():
+    """The paper config's DAPO: no importance-sampling correction (TRL's default has one; verl 0.4 none) and an error
+    when dynamic sampling runs out of rounds (masking stays an option)."""
+    cfg = C.load(REPO / "config" / "config.yaml")
+    r = RLRecipe.from_config(cfg["rl"]["recipe"], cfg["rl"]["backbones"]["qwen2.5-math-1.5b"])
+    assert r.on_exhausted == "error" and r.importance_sampling_correction is False
+    args = rl.vllm_args(r)
+    assert args["vllm_importance_sampling_correction"] is False and args["vllm_mode"] == "colocate"
+    from trl import GRPOConfig
+    assert GRPOConfig(output_dir="/tmp/x", use_cpu=True).vllm_importance_sampling_correction is True  # TRL's default
+    with pytest.raises(ValueError, match="on_exhausted"):
+        RLRecipe.from_config({"on_exhausted": "skip"})
 
 
 def test_trainer_hook_off_in_eval(monkeypatch):
@@ -318,7 +345,7 @@ def _tiny_recipe(**kw):
     base = dict(steps=2, prompt_batch_size=2, mini_batch_size=1, rollouts_per_prompt=4, lr=1e-3, warmup_steps=0,
                 max_prompt_length=128, max_response_length=24, overlong_buffer=20, require_boxed=False,
                 filter_metric="reward", max_gen_rounds=3, micro_batch_size=2, use_vllm=False,
-                gradient_checkpointing=False, save_steps=1, seed=0)
+                gradient_checkpointing=False, save_steps=1, seed=0, on_exhausted="mask")
     return RLRecipe(**{**base, **kw})
 
 

@@ -82,6 +82,15 @@ def _hand_loss(spec, logits, labels, ref_stats=None, ref_logits=None):
         else:
             stats.append({k: float(ref_stats[f"ref_{k}"][b, t]) for k in ("logp", "prob", "entropy",
                                                                           "entropy_topk", "mass")})
+    tau_talr = prm.get("tau", "adaptive")
+    if rule == "talr" and tau_talr == "adaptive":   # the median loss of the batch's response tokens (or sequences)
+        import statistics
+        if prm.get("median_over", "tokens") == "tokens":
+            tau_talr = statistics.median(-s["logp"] for s in stats)
+        else:
+            rows = sorted({b for b, _ in pos})
+            tau_talr = statistics.median(statistics.fmean(-s["logp"] for (b, _), s in zip(pos, stats) if b == r)
+                                         for r in rows)
     if rule == "quantile":
         vals = [s[prm["stat"]] for s in stats]
         order = sorted(range(len(vals)), key=lambda i: (-vals[i] if prm["keep"] == "top" else vals[i], i))
@@ -97,7 +106,7 @@ def _hand_loss(spec, logits, labels, ref_stats=None, ref_logits=None):
             elif rule == "profit":
                 w = float(s["prob"] >= prm.get("tau", 0.1))
             elif rule == "talr":
-                w = max(s["prob"] ** (1.0 / prm.get("tau", 1.0)), prm.get("w_min", 0.01))
+                w = max(s["prob"] ** (1.0 / tau_talr), prm.get("w_min", 0.01))
             elif rule == "eaft":
                 w = s["entropy_topk"]
             elif rule == "idft":
@@ -129,6 +138,8 @@ METHODS = [
     ("dft", {"rule": "prob", "source": "online"}),
     ("profit", {"rule": "profit", "source": "online", "params": {"tau": 0.1}}),
     ("talr", {"rule": "talr", "source": "online", "params": {"tau": 0.5, "w_min": 0.01}}),
+    ("talr-adaptive", {"rule": "talr", "source": "online", "params": {"w_min": 0.01}}),
+    ("talr-adaptive-seq", {"rule": "talr", "source": "online", "params": {"median_over": "sequences"}}),
     ("eaft", {"rule": "eaft", "source": "online"}),
     ("idft", {"rule": "idft", "source": "online", "params": {"b": 1.0}}),
     ("prift-prob", {"rule": "prob", "source": "pretrained"}),
@@ -138,6 +149,7 @@ METHODS = [
     ("eaft-pt", {"rule": "eaft", "source": "pretrained"}),
     ("idft-pt", {"rule": "idft", "source": "pretrained", "params": {"b": 1.0}}),
     ("talr-pt", {"rule": "talr", "source": "pretrained", "params": {"tau": 0.5, "w_min": 0.01}}),
+    ("talr-pt-adaptive", {"rule": "talr", "source": "pretrained", "params": {"tau": "adaptive"}}),
     # Table 2: batch-level top / bottom 50% by p_t or H_t, online and pretrained
     *[(f"q-{st}-{keep}-{src}", {"rule": "quantile", "source": src, "params": {"stat": st, "keep": keep, "frac": 0.5}})
       for st in ("prob", "entropy") for keep in ("top", "bottom") for src in ("online", "pretrained")],
@@ -277,7 +289,7 @@ def test_our_dft_equals_trl_dft(tiny_backbone, batch_and_cache, tmp_path):
 def test_train_writes_checkpoint_and_is_not_redone(tiny_backbone, examples, tmp_path):
     path = tmp_path / "s.safetensors"
     score(str(tiny_backbone), examples, path, max_length=96, log=lambda *_: None)
-    recipe = Recipe(epochs=1, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, bf16=False,
+    recipe = Recipe(epochs=1, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, max_truncated_frac=1.0, bf16=False,
                     save_steps=2, logging_steps=1, seed=0)
     out = tmp_path / "run" / "final"
     s = train(model_path=str(tiny_backbone), examples=examples, out_dir=out, scores_path=path, recipe=recipe,
@@ -299,7 +311,7 @@ def test_cache_for_other_data_is_refused(tiny_backbone, examples, tmp_path):
     score(str(tiny_backbone), examples[:8], path, max_length=96, log=lambda *_: None)
     with pytest.raises(ValueError, match="dataset_hash"):
         train(model_path=str(tiny_backbone), examples=examples, out_dir=tmp_path / "final", scores_path=path,
-              recipe=Recipe(max_length=96, global_batch_size=4, per_device_batch_size=4, bf16=False),
+              recipe=Recipe(max_length=96, max_truncated_frac=1.0, global_batch_size=4, per_device_batch_size=4, bf16=False),
               method=Method.from_config("pp", {"rule": "prob", "source": "pretrained"}), log=lambda *_: None)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 from prift import sft
 from prift.data import prepare_train
 from prift.scoring import score
-from prift.sft import Method, Recipe, last_checkpoint, train
+from prift.runs import last_checkpoint
+from prift.sft import Method, Recipe, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +63,7 @@ def _max_rel_diff(a, b):
 
 
 def _recipe(**kw):
-    base = dict(epochs=1, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, bf16=False,
+    base = dict(epochs=1, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, max_truncated_frac=1.0, bf16=False,
                 save_steps=100, logging_steps=1, seed=0)
     return Recipe(**{**base, **kw})
 
@@ -113,7 +115,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_backbone, tmp_path):
     """SIGKILL after the first checkpoint, start again: the run resumes from its last checkpoint (optimizer,
     scheduler, data position, RNG, and the EMA copy) and ends at the weights of an uninterrupted run."""
     method = ["ema", {"rule": "prob", "source": "ema", "ema_rho": 0.5}]
-    recipe = dict(epochs=2, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, bf16=False,
+    recipe = dict(epochs=2, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, max_truncated_frac=1.0, bf16=False,
                   save_steps=1, logging_steps=1, seed=0)
     a = _run(tiny_backbone, tmp_path / "a" / "final", 16, method, Recipe(**recipe))
     assert a["global_steps"] == 4 and a["resumed_from"] is None
@@ -151,16 +153,107 @@ def test_killed_run_resumes_to_the_same_weights(tiny_backbone, tmp_path):
     assert lb and all(lb[s] == pytest.approx(la[s], rel=1e-5) for s in lb)
 
 
-def test_checkpoint_written_partly_is_skipped(tmp_path):
-    for step, complete in ((2, True), (4, True), (6, False)):
+def test_checkpoint_written_partly_or_unhealthy_is_skipped(tmp_path):
+    for step, complete, good in ((2, True, True), (4, True, True), (6, False, True), (10, True, False),
+                                 (12, True, None)):
         d = tmp_path / f"checkpoint-{step}"
         d.mkdir()
         if complete:
             (d / "trainer_state.json").write_text("{}")
+        if good is not None:
+            (d / "prift_health.json").write_text(json.dumps({"good": good}))
     (tmp_path / "checkpoint-8").mkdir()
     (tmp_path / "checkpoint-8" / "trainer_state.json").write_text("{trunc")
+    # 6: incomplete, 8: torn trainer state, 10: diverged weights, 12: no health record (killed before it was written)
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     assert last_checkpoint(tmp_path / "missing") is None
+
+
+class _StopAt:
+    """A callback that interrupts training after optimizer step `step` (its checkpoint written): a killed run."""
+
+    def __new__(cls, step):
+        from transformers import TrainerCallback
+
+        class Stop(TrainerCallback):
+            def on_save(self, args, state, control, **kw):
+                if state.global_step >= step:
+                    raise KeyboardInterrupt(f"killed after step {step}")
+        return Stop()
+
+
+@pytest.mark.parametrize("change", ["lr", "tau"])
+@pytest.mark.parametrize("when", ["finished", "killed"])
+def test_a_changed_config_retrains_from_step_zero_and_the_same_config_resumes(tiny_backbone, scores16, tmp_path,
+                                                                              change, when):
+    """The most severe stale reuse: after a finished or killed run, a changed learning rate or PriFT-mass τ must train
+    a new model from step 0 (never resume the old run's checkpoints); the same config resumes."""
+    old = dict(lr=1e-3, tau=0.5)
+    new = dict(old, **{change: old[change] / 2})
+
+    def run(out, p, **kw):
+        return _run(tiny_backbone, out, 16, ["pm", {"rule": "mass", "source": "pretrained", "params": {"tau": p["tau"]}}],
+                    _recipe(epochs=2, global_batch_size=8, lr=p["lr"], save_steps=1), scores=scores16, **kw)
+
+    out = tmp_path / "run" / "final"
+    if when == "finished":
+        run(out, old)
+        shutil.rmtree(out)                      # what Snakemake does before it reruns a job whose params changed
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            run(out, old, callbacks=[_StopAt(2)])
+    assert last_checkpoint(tmp_path / "run" / "checkpoints") is not None
+    logs: list[str] = []
+    again = run(out, new, log=logs.append)
+    assert again["resumed_from"] is None and again["global_steps"] == 4
+    assert any("made by another configuration" in line and "training from step 0" in line for line in logs)
+    fresh = run(tmp_path / "fresh" / "final", new)
+    assert _max_rel_diff(_weights(fresh_dir := tmp_path / "fresh" / "final"), _weights(out)) < 1e-6, fresh_dir
+    # the same config resumes: from the last checkpoint of the run, to the same weights
+    shutil.rmtree(out)
+    logs.clear()
+    same = run(out, new, log=logs.append)
+    assert same["resumed_from"] == str(tmp_path / "run" / "checkpoints" / "checkpoint-4")
+    assert _max_rel_diff(_weights(tmp_path / "fresh" / "final"), _weights(out)) < 1e-6
+    # a finished run of another configuration in place (no Snakemake in between) is trained again, not returned
+    logs.clear()
+    third = run(out, old, log=logs.append)
+    assert third["resumed_from"] is None and any("trained with another configuration" in line for line in logs)
+
+
+def test_a_diverged_checkpoint_is_not_good_and_a_rerun_after_nan_needs_a_choice(tiny_backbone, tmp_path, monkeypatch):
+    """Weights blow up at step 2 (saved in checkpoint-2), the loss is non-finite at step 3: the last good checkpoint is
+    checkpoint-1, and running again needs `after_nan: resume` (from checkpoint-1) or `restart` (from step 0)."""
+    from transformers import TrainerCallback
+    import torch
+
+    class Blow(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step == 2:
+                with torch.no_grad():
+                    next(model.parameters()).mul_(1e30)
+
+    calls = {"n": 0}
+    inner = sft.method_loss_hidden
+
+    def inf_at_step_3(*a, **k):
+        calls["n"] += 1
+        loss, diag = inner(*a, **k)
+        return (loss * float("inf") if calls["n"] == 5 else loss), diag
+
+    monkeypatch.setattr(sft, "method_loss_hidden", inf_at_step_3)
+    out, ckpts = tmp_path / "run" / "final", tmp_path / "run" / "checkpoints"
+    method = ["dft", {"rule": "prob"}]
+    with pytest.raises(FloatingPointError, match=r"at step 3 .*checkpoint-1"):
+        _run(tiny_backbone, out, 16, method, _recipe(epochs=2, save_steps=1), callbacks=[Blow()])
+    assert (ckpts / "checkpoint-2" / "trainer_state.json").exists()
+    assert json.loads((ckpts / "checkpoint-2" / "prift_health.json").read_text())["good"] is False
+    assert last_checkpoint(ckpts) == str(ckpts / "checkpoint-1")
+    monkeypatch.setattr(sft, "method_loss_hidden", inner)
+    with pytest.raises(RuntimeError, match=r"non-finite loss.*after_nan: resume.*checkpoint-1.*after_nan: restart"):
+        _run(tiny_backbone, out, 16, method, _recipe(epochs=2, save_steps=1))
+    resumed = _run(tiny_backbone, out, 16, method, _recipe(epochs=2, save_steps=1, after_nan="resume"))
+    assert resumed["resumed_from"] == str(ckpts / "checkpoint-1") and resumed["global_steps"] == 4
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_backbone, tmp_path, monkeypatch):
@@ -193,7 +286,7 @@ def test_two_processes_give_the_loss_curve_of_one(tiny_backbone, tmp_path):
     path = tmp_path / "s.safetensors"
     score(str(tiny_backbone), _examples(32), path, max_length=96, log=lambda *_: None)
     method = ["prift-prob", {"rule": "prob", "source": "pretrained"}]
-    recipe = dict(epochs=1, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, bf16=False,
+    recipe = dict(epochs=1, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, max_truncated_frac=1.0, bf16=False,
                   save_steps=100, logging_steps=1, seed=0)
     cfg = tmp_path / "c2.json"
     cfg.write_text(json.dumps({"n": 32, "model": str(tiny_backbone), "out": str(tmp_path / "two" / "final"),
@@ -262,3 +355,112 @@ def test_accelerate_configs_are_valid(name, tiny_backbone):
     policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
     wrapped = {type(m).__name__ for m in model.modules() if policy(m)}
     assert wrapped == {"Qwen2DecoderLayer"}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loss normalisation (the authors' per-micro-batch mean vs the global token mean), 1 and 2 processes
+
+GRAD_RUNNER = """
+import json, sys, torch
+from transformers import TrainerCallback
+from prift import sft
+cfg = json.loads(open(sys.argv[1]).read())
+
+class Dump(TrainerCallback):   # the accumulated (and, under DDP, averaged) gradient of the first optimizer step
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        if state.global_step == 0 and state.is_world_process_zero:
+            torch.save({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None},
+                       cfg["grads"])
+
+sft.train(model_path=cfg["model"], examples=cfg["examples"], out_dir=cfg["out"], recipe=sft.Recipe(**cfg["recipe"]),
+          method=sft.Method.from_config("sft", {"rule": "sft"}), callbacks=[Dump()], log=lambda *_: None)
+"""
+
+
+def _hand_grads(model_path, examples, max_length, mode):
+    """float64 gradient of the first step by its definition, example by example (one example per micro-batch):
+    micro_batch - the mean over micro-batches of each one's token-mean NLL; global_tokens - the NLL summed over every
+    response token of the global batch divided by their number."""
+    import torch
+    from prift.backbone import load_model, load_tokenizer
+    from prift.data import tokenize_example
+    tok = load_tokenizer(model_path)
+    model = load_model(model_path).double()
+    sums, counts = [], []
+    for ex in examples:
+        t = tokenize_example(tok, ex, max_length)
+        ids, labels = torch.tensor([t["input_ids"]]), torch.tensor([t["labels"]])
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
+        target = labels[0, 1:]
+        keep = target != -100
+        sums.append(-logp[keep.nonzero().squeeze(1), target[keep]].sum())
+        counts.append(int(keep.sum()))
+    loss = (sum(s / c for s, c in zip(sums, counts)) / len(sums) if mode == "micro_batch"
+            else sum(sums) / sum(counts))
+    loss.backward()
+    return {n: p.grad.float() for n, p in model.named_parameters() if p.grad is not None}, counts
+
+
+@pytest.mark.parametrize("mode", ["micro_batch", "global_tokens"])
+def test_loss_normalisation_gradients_match_hand_computation(tiny_backbone, tmp_path, mode):
+    """Four examples of very different response lengths, one per micro-batch: 2 processes × 2 accumulation steps and
+    1 process × 4 give the gradient of the hand computation of `loss_norm` (the authors' per-micro-batch mean, or the
+    global token mean); the two modes give clearly different gradients."""
+    long = "First, we add the numbers one by one and check each partial sum carefully. " * 2
+    examples = [{"id": str(i), "messages": [{"role": "user", "content": f"What is {i} + {i}?"}],
+                 "response": r} for i, r in enumerate(["It is 2.", long + "The answer is 4.", "6.",
+                                                       long + long + "So 8."])]
+    recipe = dict(epochs=1, global_batch_size=4, per_device_batch_size=1, lr=1e-3, max_length=512, bf16=False,
+                  save_steps=100, logging_steps=1, seed=0, grad_clip=1e9, max_steps=1, loss_norm=mode)
+    want, counts = _hand_grads(str(tiny_backbone), examples, 512, mode)
+    assert max(counts) > 8 * min(counts)
+    (tmp_path / "runner.py").write_text(GRAD_RUNNER)
+    got = {}
+    for procs in (1, 2):
+        cfg = tmp_path / f"c{procs}.json"
+        grads = tmp_path / f"g{procs}.pt"
+        cfg.write_text(json.dumps({"model": str(tiny_backbone), "examples": examples, "recipe": recipe,
+                                   "out": str(tmp_path / f"r{procs}" / "final"), "grads": str(grads)}))
+        cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if procs == 2
+               else [sys.executable])
+        run = subprocess.run(cmd + [str(tmp_path / "runner.py"), str(cfg)], env=_env(), capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        import torch
+        got[procs] = torch.load(grads)
+    import torch
+    for procs, g in got.items():
+        for name, w in want.items():
+            torch.testing.assert_close(g[name], w, rtol=2e-3, atol=1e-6, msg=f"{procs} process(es), {name}")
+    other, _ = _hand_grads(str(tiny_backbone), examples, 512,
+                           "global_tokens" if mode == "micro_batch" else "micro_batch")
+    diff = max(((other[k] - want[k]).norm() / want[k].norm()).item() for k in want)
+    assert diff > 0.1
+
+
+def test_weights_that_select_nothing_stop_the_run_unless_intended(tiny_backbone, scores16, tmp_path):
+    """PriFT-mass with m_t = 1[u_t > 1] selects no token: the run stops after its first step, naming the method;
+    with min_selected_frac 0 (Fig. 6b's τ = 1 point) it runs."""
+    spec = {"rule": "mass", "source": "pretrained", "params": {"tau": 1.0, "strict": True}}
+    with pytest.raises(RuntimeError, match=r"method 'mass-1'.*select 0 of \d+ response tokens.*min_selected_frac"):
+        _run(tiny_backbone, tmp_path / "a" / "final", 16, ["mass-1", spec], _recipe(), scores=scores16)
+    s = _run(tiny_backbone, tmp_path / "b" / "final", 16, ["mass-1", {**spec, "min_selected_frac": 0}], _recipe(),
+             scores=scores16)
+    assert s["global_steps"] == 2
+
+
+def test_kd_with_beta_zero_loads_no_teacher(tiny_backbone, scores16, tmp_path):
+    """Table 7's β = 0 is the weighted NLL on the teacher's cached statistics: the teacher is never loaded (a path
+    that does not exist is never opened), and the run equals PriFT-prob on the same statistics."""
+    r = _recipe(global_batch_size=4)
+    a = _run(tiny_backbone, tmp_path / "kd0" / "final", 16, ["kd0", {"rule": "prob", "source": "reference",
+                                                                    "kd_beta": 0.0}], r, scores=scores16,
+             ref_model_path=str(tmp_path / "no-teacher-here"))
+    _run(tiny_backbone, tmp_path / "pp" / "final", 16, ["pp", {"rule": "prob", "source": "reference"}], r,
+         scores=scores16)
+    assert a["global_steps"] == 4
+    assert _max_rel_diff(_weights(tmp_path / "pp" / "final"), _weights(tmp_path / "kd0" / "final")) < 1e-6
+    with pytest.raises(OSError):   # β > 0 does load it
+        _run(tiny_backbone, tmp_path / "kd1" / "final", 16, ["kd1", {"rule": "prob", "source": "reference",
+                                                                    "kd_beta": 0.5}], r, scores=scores16,
+             ref_model_path=str(tmp_path / "no-teacher-here"))

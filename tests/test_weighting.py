@@ -154,10 +154,24 @@ def test_token_stats_chunked_shapes_and_bf16():
 # rules
 
 
+def ref_talr_tau(probs: list[list[float]], masks: list[list[bool]], over: str = "tokens") -> float:
+    """TALR's adaptive temperature in float64, from its definition: the median (statistics.median) of the losses
+    -log p_t of the masked tokens, or of the sequences' mean losses."""
+    import statistics
+    if over == "tokens":
+        vals = [-math.log(p) for row, m in zip(probs, masks) for p, k in zip(row, m) if k]
+    else:
+        vals = [statistics.fmean(-math.log(p) for p, k in zip(row, m) if k) for row, m in zip(probs, masks) if any(m)]
+    return max(statistics.median(vals), 1e-6)
+
+
 def ref_rule(rule: str, r: dict, **p) -> torch.Tensor:
     """Float64 reference weights from float64 reference statistics, element by element."""
     out = torch.empty_like(r["prob"])
     flat = {key: val.reshape(-1).tolist() for key, val in r.items()}
+    if rule == "talr" and p.get("tau", "adaptive") == "adaptive":
+        rows = r["prob"].reshape(r["prob"].shape[0], -1).tolist()
+        p = {**p, "tau": ref_talr_tau(rows, [[True] * len(x) for x in rows], p.get("median_over", "tokens"))}
     for i in range(out.numel()):
         pt, H, Hk, u = flat["prob"][i], flat["entropy"][i], flat["entropy_topk"][i], flat["mass"][i]
         if rule == "sft":
@@ -182,6 +196,7 @@ def ref_rule(rule: str, r: dict, **p) -> torch.Tensor:
 
 
 RULE_PARAMS = [("sft", {}), ("prob", {}), ("profit", {}), ("profit", {"tau": 0.3}), ("talr", {}),
+               ("talr", {"median_over": "sequences"}), ("talr", {"tau": 1.0}),
                ("talr", {"tau": 0.5}), ("talr", {"tau": 2.0, "w_min": 0.05}), ("eaft", {}), ("idft", {}),
                ("idft", {"b": 0.3}), ("mass", {}), ("mass", {"tau": 0.8}), ("mass", {"tau": 1.0, "strict": True})]
 
@@ -201,6 +216,54 @@ def test_rules_match_float64(rule, params, kind):
         assert torch.equal(got.double()[keep], want[keep])
     else:
         torch.testing.assert_close(got.double(), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("over", ["tokens", "sequences"])
+def test_talr_adaptive_tau_is_the_median_loss_of_the_masked_tokens(over):
+    """TALR's default tau is recomputed from the batch the rule receives: the median of -log p_t over its masked
+    tokens (or of the per-sequence mean losses); masked-out positions take no part. Float64 reference."""
+    logits, targets = make_logits((4, 6), 50, "normal", seed=11)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[0, :4] = False
+    mask[2, :] = False                     # a row without response tokens takes no part in the sequence median
+    ref = ref_stats(logits, targets)
+    tau = ref_talr_tau(ref["prob"].tolist(), mask.tolist(), over)
+    want = torch.where(mask, (ref["logp"] / tau).exp().clamp_min(0.01), 0.0)
+    got = W.token_weights("talr", W.token_stats(logits, targets), mask, median_over=over)
+    torch.testing.assert_close(got.double(), want, rtol=RTOL, atol=ATOL)
+    assert float(W.talr_tau(W.token_stats(logits, targets)["logp"], mask, over)) == pytest.approx(tau, rel=1e-5)
+    # not DFT with a floor: the weights of tau = 1 differ
+    dft_floor = W.token_weights("talr", W.token_stats(logits, targets), mask, tau=1.0)
+    assert (got - dft_floor).abs().max() > 0.05
+
+
+def test_talr_tau_even_count_and_degenerate_batches():
+    lp = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.0625]]))
+    assert float(W.talr_tau(lp, None)) == pytest.approx((math.log(4) + math.log(8)) / 2)  # mean of the middle two
+    assert float(W.talr_tau(torch.zeros(2, 3), None)) == pytest.approx(W.TALR_TAU_MIN)   # every p_t = 1
+    assert float(W.talr_tau(lp, torch.zeros(1, 4, dtype=torch.bool))) == 1.0             # no token: no weights
+
+
+@pytest.mark.parametrize("rule,params,problem", [
+    ("mass", {"tauu": 0.5}, "unknown parameter 'tauu' of rule 'mass' (did you mean 'tau'?)"),
+    ("mass", {"tau": 7.0}, "parameter 'tau' must be a number in [0, 1], got 7.0"),
+    ("talr", {"tau": 0}, "parameter 'tau' must be 'adaptive' or a number > 0"),
+    ("talr", {"median_over": "rows"}, "parameter 'median_over' must be 'tokens' or 'sequences'"),
+    ("quantile", {"frac": 2}, "parameter 'frac' must be a number in [0, 1]"),
+    ("quantile", {"stat": "probability"}, "parameter 'stat' must be one of"),
+    ("idft", {"b": -1}, "parameter 'b' must be a number in (0, inf]"),
+    ("profit", {"tau": "high"}, "parameter 'tau' must be a number in [0, 1]"),
+])
+def test_rule_parameters_are_checked_without_tensors(rule, params, problem):
+    assert any(problem in m for m in W.check_rule_params(rule, params)), W.check_rule_params(rule, params)
+
+
+def test_valid_rule_parameters_pass_and_rules_declare_their_statistics():
+    for rule, params in RULE_PARAMS:
+        assert W.check_rule_params(rule, params) == []
+    assert W.rule_reads("talr") == ("logp",) and W.rule_reads("mass") == ("mass",) and W.rule_reads("sft") == ()
+    assert W.rule_reads("quantile", {"stat": "entropy"}) == ("entropy",)
+    assert W.rule_reads("eaft") == ("entropy_topk",)
 
 
 def test_mass_strict_and_extremes():
@@ -360,6 +423,26 @@ def test_asft_kl_finite_difference():
             d[i, v] = eps
             fd = (ref_kl(online + d, ref).sum() - ref_kl(online - d, ref).sum()) / (2 * eps)
             assert abs(float(x.grad[i, v]) - float(fd)) <= 1e-6 + 1e-5 * abs(float(fd))
+
+
+
+@pytest.mark.parametrize("v_ref", [34, 26])
+def test_kd_and_kl_compare_output_layers_of_different_sizes_on_the_shared_rows(v_ref):
+    """Table 7: a teacher with more (152,064) or fewer rows than the student (151,936). The student's own distribution
+    (over all its rows) is compared with the teacher's renormalised over the rows both layers have. Float64 loops."""
+    V, g = 30, torch.Generator().manual_seed(21)
+    online, teacher = torch.randn(2, 3, V, generator=g), 2.0 * torch.randn(2, 3, v_ref, generator=g)
+    targets = torch.randint(0, min(V, v_ref), (2, 3), generator=g)
+    m = min(V, v_ref)
+    lp = F.log_softmax(online.double(), -1).reshape(-1, V)
+    q = F.softmax(teacher.double()[..., :m], -1).reshape(-1, m)
+    t = targets.reshape(-1)
+    kd = [-sum(float(q[i, v] * lp[i, v]) for v in range(m) if v != t[i]) for i in range(len(t))]
+    kl = [sum(float(q[i, v] * (math.log(q[i, v]) - lp[i, v])) for v in range(m)) for i in range(len(t))]
+    torch.testing.assert_close(W.kd_nontarget(online, teacher, targets).double().reshape(-1),
+                               torch.tensor(kd, dtype=torch.float64), rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(W.asft_kl(online, teacher).double().reshape(-1),
+                               torch.tensor(kl, dtype=torch.float64), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("shape,V", [((3, 7), 11), ((4,), 1000), ((2,), QWEN_V)])

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from prift import config as C
 from prift import resources as R
+from prift.data import TOKENIZATION
 
 validate(config, "../schemas/config.schema.yaml")
 try:
@@ -34,9 +35,16 @@ wildcard_constraints:
     method="[^/]+",
     benchmark="[^/]+",
     table="[^/]+",
+    reference="[^/]+",
+    student="[^/]+",
 
 
 RESOURCE_TABLE = R.load(Path(workflow.basedir) / "workflow" / "profiles" / "default" / "resources.yaml")
+
+
+def model_of(wildcards):
+    """The backbone whose size a job's resources follow: its `backbone`, or the model of a reference pass."""
+    return getattr(wildcards, "backbone", None) or getattr(wildcards, "reference", None)
 
 
 def stage_resources(stage):
@@ -44,7 +52,7 @@ def stage_resources(stage):
     scaled by the size of its backbone (workflow/profiles/default/resources.yaml; prift.resources)."""
 
     def size_of(wildcards):
-        name = getattr(wildcards, "backbone", None)
+        name = model_of(wildcards)
         return config["backbones"][name].get("size_b") if name in config["backbones"] else None
 
     keys = R.request(RESOURCE_TABLE, stage, None)
@@ -57,7 +65,7 @@ def launcher(kind):
     backbones of 3B parameters or more when training, DDP otherwise), a plain process on CPU or one GPU."""
 
     def launch(wildcards):
-        size = float(config["backbones"][wildcards.backbone].get("size_b", 0))
+        size = float(config["backbones"][model_of(wildcards)].get("size_b", 0))
         acc = "config/accelerate/fsdp.yaml" if kind == "sft" and size >= 3 else "config/accelerate/ddp.yaml"
         n = f"$({sys.executable} -c 'import torch; print(torch.cuda.device_count())')"
         return (f"$( [ {n} -gt 1 ] && echo {sys.executable} -m accelerate.commands.launch --config_file {acc}"
@@ -72,6 +80,12 @@ def section_sig(*keys):
     for k in keys:
         node = node[k]
     return json.dumps(node, sort_keys=True)
+
+
+def backbone_sig(*names):
+    """A params signature of backbone entries (hub id, revision, path, build, ...): a job reruns when the weights it
+    reads change, and so does everything after it."""
+    return json.dumps({b: config["backbones"].get(b) for b in names}, sort_keys=True)
 
 
 def bench_sig(benchmark, *keys):
@@ -91,10 +105,12 @@ def backbone_input(backbone):
 
 
 def get_scores(wildcards):
+    """The cached statistics a run reads: those of its reference on the run's own tokenisation of its data
+    (rule score: scores/<reference>/<student>/<domain>; the pretrained source is its own reference)."""
     ref = C.reference_of(config, wildcards.backbone, wildcards.method)
     if ref is None:
         return []
-    return f"{RESULTS}/scores/{ref}/{wildcards.domain}.safetensors"
+    return f"{RESULTS}/scores/{ref}/{wildcards.backbone}/{wildcards.domain}.safetensors"
 
 
 def get_model(wildcards):

@@ -14,7 +14,7 @@ rule generate:
     wildcard_constraints:
         benchmark=benchmarks_of_kind("math", "code"),
     params:
-        sig=lambda w: section_sig("generation") + bench_sig(w.benchmark, "generation"),
+        sig=lambda w: section_sig("generation") + bench_sig(w.benchmark, "generation") + backbone_sig(w.backbone),
         model=model_arg,
     resources:
         **stage_resources("generate"),
@@ -23,8 +23,8 @@ rule generate:
     benchmark:
         f"{RESULTS}/benchmarks/generate/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.tsv"
     shell:
-        "{PRIFT} generate --config {CONFIG_FILE} --model {params.model} --benchmark {wildcards.benchmark}"
-        " --problems {input.problems} --out {output} > {log} 2>&1"
+        "{PRIFT} generate --config {CONFIG_FILE} --model {params.model} --backbone {wildcards.backbone}"
+        " --benchmark {wildcards.benchmark} --problems {input.problems} --out {output} > {log} 2>&1"
 
 
 rule grade:
@@ -56,7 +56,7 @@ rule grade_mcq:
     wildcard_constraints:
         benchmark=benchmarks_of_kind("mcq"),
     params:
-        sig=lambda w: section_sig("benchmarks", w.benchmark),
+        sig=lambda w: section_sig("benchmarks", w.benchmark) + backbone_sig(w.backbone),
         model=model_arg,
     resources:
         **stage_resources("grade_mcq"),

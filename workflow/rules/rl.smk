@@ -30,7 +30,7 @@ rule rl:
     params:
         launch=launcher("sft"),
         sig=lambda w: json.dumps([config["rl"].get("recipe", {}), config["rl"]["backbones"][w.backbone]],
-                                 sort_keys=True),
+                                 sort_keys=True) + backbone_sig(w.backbone),
     resources:
         **stage_resources("rl"),
     log:

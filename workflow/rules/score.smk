@@ -1,19 +1,23 @@
 rule score:
-    """One frozen reference pass per (reference, domain); every cached-source method reads it."""
+    """One frozen reference pass per (reference, student, domain): the statistics of model {reference} on the training
+    data of {domain} as {student}'s trainer tokenises it (the pretrained source: reference = student); every
+    cached-source method of that student reads it."""
     input:
         data=f"{RESULTS}/data/{{domain}}/train.jsonl",
-        model=lambda w: backbone_input(w.backbone),
+        model=lambda w: backbone_input(w.reference),
+        student=lambda w: backbone_input(w.student) if w.student != w.reference else [],
     output:
-        f"{RESULTS}/scores/{{backbone}}/{{domain}}.safetensors",
+        f"{RESULTS}/scores/{{reference}}/{{student}}/{{domain}}.safetensors",
     params:
         launch=launcher("score"),
-        sig=lambda w: section_sig("scoring"),
+        sig=lambda w: section_sig("scoring") + section_sig("training", w.domain, "max_length")
+        + section_sig("domains", w.domain, "template") + backbone_sig(w.reference, w.student) + TOKENIZATION,
     resources:
         **stage_resources("score"),
     log:
-        f"{RESULTS}/logs/score/{{backbone}}/{{domain}}.log",
+        f"{RESULTS}/logs/score/{{reference}}/{{student}}/{{domain}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/score/{{backbone}}/{{domain}}.tsv"
+        f"{RESULTS}/benchmarks/score/{{reference}}/{{student}}/{{domain}}.tsv"
     shell:
-        "{params.launch} score --config {CONFIG_FILE} --domain {wildcards.domain} --reference {wildcards.backbone}"
-        " --data {input.data} --out {output} > {log} 2>&1"
+        "{params.launch} score --config {CONFIG_FILE} --domain {wildcards.domain} --reference {wildcards.reference}"
+        " --student {wildcards.student} --data {input.data} --out {output} > {log} 2>&1"

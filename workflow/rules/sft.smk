@@ -10,7 +10,8 @@ rule sft:
         directory(f"{RESULTS}/sft/{{domain}}/{{backbone}}/{{method}}/final"),
     params:
         launch=launcher("sft"),
-        sig=lambda w: section_sig("methods", w.method) + section_sig("training", w.domain) + section_sig("analysis"),
+        sig=lambda w: section_sig("methods", w.method) + section_sig("training", w.domain) + section_sig("analysis")
+        + backbone_sig(w.backbone, config["methods"][w.method].get("reference") or w.backbone) + TOKENIZATION,
         scores=lambda w, input: f"--scores {input.scores}" if input.scores else "",
     resources:
         **stage_resources("sft"),

@@ -1,0 +1,167 @@
+"""What SFT and RL runs share around the trainer: the fingerprint of what a run is made of, checkpoints that are only
+resumed by the run that made them, and the health of a checkpoint (only a sane one is resumed).
+
+A run's checkpoint folder (`<run>/checkpoints`) holds `prift_fingerprint.json`: the fingerprint of everything that
+decides the weights (method, recipe, data, cached statistics, backbone entry, weights of the initial model). A run
+started with another fingerprint - a changed learning rate, τ, backbone revision or dataset - discards the folder and
+trains from step 0, and says so; the same fingerprint resumes from the newest good checkpoint.
+
+Each checkpoint gets `prift_health.json` when it is saved: the largest absolute weight over all processes and whether
+every weight is finite and below `SANE_WEIGHT` (weights around 1e29 came before a NaN loss, a few steps after a
+checkpoint that already held them). Only healthy checkpoints are resumed. A run stopped by a non-finite loss leaves
+`prift_stopped.json` in its checkpoint folder; running it again needs an explicit choice (training recipe
+`after_nan: resume | restart`), since the same config would most likely diverge again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+FINGERPRINT_FILE = "prift_fingerprint.json"
+HEALTH_FILE = "prift_health.json"
+STOPPED_FILE = "prift_stopped.json"
+CKPT_DONE = "trainer_state.json"   # written last by Trainer._save_checkpoint: its presence marks a complete checkpoint
+SANE_WEIGHT = 1.0e4                # |weight| above this is divergence: trained LLM weights stay far below 100
+
+
+def fingerprint(obj) -> str:
+    """A short stable hash of a JSON-able description."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def model_identity(model_path: str) -> dict:
+    """What identifies the weights behind `model_path`: for a directory, the weight and config files' names, sizes and
+    modification times (a rebuilt or retrained model changes them) and the hash of a fine-tuned run's summary
+    (prift_run.json); for a hub id, the id (its revision is part of the backbone entry)."""
+    p = Path(model_path)
+    if not p.is_dir():
+        return {"model": str(model_path)}
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".safetensors", ".bin", ".json"))
+    ident = {"model": str(p.resolve()), "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+    if (p / "prift_run.json").is_file():
+        ident["run"] = hashlib.sha256((p / "prift_run.json").read_bytes()).hexdigest()[:16]
+    return ident
+
+
+def _complete_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    if not ckpt_dir.is_dir():
+        return found
+    for p in ckpt_dir.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and p.is_dir() and (p / CKPT_DONE).is_file():
+            try:
+                json.loads((p / CKPT_DONE).read_text())
+            except ValueError:
+                continue
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def healthy(ckpt: Path) -> bool:
+    try:
+        return bool(json.loads((Path(ckpt) / HEALTH_FILE).read_text()).get("good"))
+    except (OSError, ValueError):
+        return False
+
+
+def last_checkpoint(ckpt_dir: str | Path) -> str | None:
+    """The newest complete and healthy trainer checkpoint (`checkpoint-<step>` holding trainer_state.json and a good
+    prift_health.json) in ckpt_dir: a checkpoint written partly (a killed run) or holding diverged weights is
+    skipped."""
+    good = [p for _, p in _complete_checkpoints(Path(ckpt_dir)) if healthy(p)]
+    return str(good[-1]) if good else None
+
+
+def prepare_checkpoints(ckpt_dir: str | Path, fp: str, describe: dict, *, after_nan: str = "stop",
+                        log=print) -> str | None:
+    """The checkpoint to resume from, after making sure that every checkpoint in `ckpt_dir` was made by a run of
+    fingerprint `fp` (else the folder is emptied: the run starts over, and the log says why). `describe` is written
+    beside the fingerprint for a reader. After a non-finite-loss stop, `after_nan` decides: "stop" (raise, naming
+    the two choices), "resume" (from the last healthy checkpoint) or "restart" (from step 0)."""
+    ckpt_dir = Path(ckpt_dir)
+    fp_file = ckpt_dir / FINGERPRINT_FILE
+    have = None
+    if fp_file.is_file():
+        try:
+            have = json.loads(fp_file.read_text()).get("fingerprint")
+        except ValueError:
+            have = None
+    if ckpt_dir.is_dir() and any(ckpt_dir.iterdir()) and have != fp:
+        n = len(_complete_checkpoints(ckpt_dir))
+        log(f"{ckpt_dir}: {n} checkpoint(s) made by another configuration (fingerprint {have} != {fp}): "
+            f"discarded, training from step 0")
+        shutil.rmtree(ckpt_dir)
+    stopped = ckpt_dir / STOPPED_FILE
+    if stopped.is_file():
+        info = json.loads(stopped.read_text())
+        if after_nan == "stop":
+            raise RuntimeError(f"{ckpt_dir}: the last run stopped on a non-finite loss ({info.get('reason')}); "
+                               f"running it again with the same configuration needs a choice: set `after_nan: "
+                               f"resume` (from the last healthy checkpoint, {last_checkpoint(ckpt_dir) or 'none'}) or "
+                               f"`after_nan: restart` (from step 0) in the training recipe, or change the recipe")
+        if after_nan == "restart":
+            log(f"{ckpt_dir}: after_nan=restart: discarding the checkpoints of the stopped run")
+            shutil.rmtree(ckpt_dir)
+        else:
+            stopped.unlink()
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if not fp_file.is_file():
+        tmp = fp_file.with_name(fp_file.name + ".tmp")
+        tmp.write_text(json.dumps({"fingerprint": fp, "of": describe}, indent=1, sort_keys=True, default=str))
+        os.replace(tmp, fp_file)
+    return last_checkpoint(ckpt_dir)
+
+
+def mark_stopped(ckpt_dir: str | Path, reason: str) -> None:
+    p = Path(ckpt_dir) / STOPPED_FILE
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"reason": reason, "last_good": last_checkpoint(ckpt_dir)}))
+
+
+def max_abs_weight(model) -> float:
+    """The largest |weight| of the model over all processes (local shards under FSDP); inf if any is not finite."""
+    import torch
+    import torch.distributed as dist
+    worst = torch.zeros((), dtype=torch.float32)
+    dev = None
+    for p in model.parameters():
+        t = p.detach()
+        if hasattr(t, "to_local"):  # a DTensor shard (FSDP2)
+            t = t.to_local()
+        if t.numel() == 0:
+            continue
+        dev = t.device
+        m = t.abs().max().float()
+        if not torch.isfinite(m):
+            m = torch.tensor(float("inf"), device=t.device)
+        worst = torch.maximum(worst.to(t.device), m)
+    if dist.is_available() and dist.is_initialized():
+        worst = worst.to(dev or "cpu")
+        if dist.get_backend() == "nccl" and worst.device.type != "cuda":
+            worst = worst.cuda()
+        dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    return float(worst)
+
+
+def health_callback():
+    """A transformers TrainerCallback writing prift_health.json into every checkpoint it saves (all processes take
+    part in the max over weights; the main process writes)."""
+    from transformers import TrainerCallback
+
+    class _Health(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            worst = max_abs_weight(model)
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                good = math.isfinite(worst) and worst <= SANE_WEIGHT
+                if ckpt.is_dir():
+                    (ckpt / HEALTH_FILE).write_text(json.dumps({"good": good, "max_abs_weight": worst,
+                                                                "step": state.global_step}))
+
+    return _Health()
