@@ -85,8 +85,11 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 def build_tiny(out_dir: str | Path, corpus: list[dict], *, vocab_size: int = 1024, hidden_size: int = 128,
                num_layers: int = 2, num_heads: int = 4, num_kv_heads: int = 2, intermediate_size: int = 352,
                max_position_embeddings: int = 512, pretrain_steps: int = 300, batch_size: int = 16,
-               seq_len: int = 128, lr: float = 3e-3, seed: int = 0, log=print) -> dict:
-    """Build, pre-train and save the tiny backbone; returns a summary (parameters, losses, seconds)."""
+               seq_len: int = 128, lr: float = 3e-3, seed: int = 0, output_rows: int | None = None,
+               log=print) -> dict:
+    """Build, pre-train and save the tiny backbone; returns a summary (parameters, losses, seconds).
+    output_rows: rows of the (tied) embedding and output layer, padded beyond the vocabulary as Qwen's are (151,936 or
+    152,064 rows for 151,665 tokens); default: the vocabulary size."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
     from prift.data import math_messages
 
@@ -115,7 +118,9 @@ def build_tiny(out_dir: str | Path, corpus: list[dict], *, vocab_size: int = 102
             ids += tok(text, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|endoftext|>")]
     data = torch.tensor(ids, dtype=torch.long)
 
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=intermediate_size,
+    if output_rows is not None and output_rows < len(tok):
+        raise ValueError(f"output_rows={output_rows} is smaller than the vocabulary ({len(tok)} tokens)")
+    cfg = Qwen2Config(vocab_size=output_rows or len(tok), hidden_size=hidden_size, intermediate_size=intermediate_size,
                       num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
                       max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
                       bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
@@ -147,7 +152,7 @@ def build_tiny(out_dir: str | Path, corpus: list[dict], *, vocab_size: int = 102
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    summary = {"parameters": n_params, "vocab_size": len(tok), "corpus_tokens": len(ids),
+    summary = {"parameters": n_params, "vocab_size": len(tok), "output_rows": cfg.vocab_size, "corpus_tokens": len(ids),
                "loss_first": losses[0], "loss_last10": sum(losses[-10:]) / min(10, len(losses)),
                "steps": pretrain_steps, "seconds": round(time.time() - t0, 1)}
     _publish(tmp, out_dir, summary)

@@ -83,9 +83,10 @@ def section_sig(*keys):
 
 
 def backbone_sig(*names):
-    """A params signature of backbone entries (hub id, revision, path, build, ...): a job reruns when the weights it
-    reads change, and so does everything after it."""
-    return json.dumps({b: config["backbones"].get(b) for b in names}, sort_keys=True)
+    """A params signature of backbone entries (hub id, revision, path, build, ...; not the label): a job reruns when
+    the weights it reads change, and so does everything after it."""
+    return json.dumps({b: {k: v for k, v in config["backbones"][b].items() if k != "label"}
+                       for b in names if b in config["backbones"]}, sort_keys=True)
 
 
 def bench_sig(benchmark, *keys):
