@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -148,12 +149,58 @@ def _check_rl(cfg: dict) -> list[str]:
 
 
 def validate(cfg: dict) -> dict:
+    """The config checked (schema, cross-references, figures, then what it points at: prift.preflight), with its
+    defaults and figure sweeps added; every problem found is one line of the ConfigError."""
+    from prift import preflight as P
+    numbers_from_yaml11(cfg)
     msgs = schema_errors(cfg)
     if not msgs:
-        msgs = check_references(cfg) + check_figures(cfg)
+        names = check_references(cfg) + check_figures(cfg)
+        msgs = names + P.check_paths(cfg) + P.check_batches(cfg) + P.check_samples(cfg)
+        if not names:  # the held-out examples of every domain, Fig. 1c's reference domains included
+            cfg = expand_figures(with_defaults(cfg))
+            msgs += P.check_heldout(cfg)
     if msgs:
         raise ConfigError("invalid config:\n  " + "\n  ".join(msgs))
-    return expand_figures(with_defaults(cfg))
+    return cfg
+
+
+# YAML 1.2's floats that YAML 1.1 (PyYAML, and Snakemake's config loader) reads as strings: an exponent without a dot
+# (2e-3) or without a sign (1.5e3).
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def numbers_from_yaml11(cfg: dict, schema_path: Path = SCHEMA) -> dict:
+    """Where the schema wants a number and the config has a string such as '2e-3' (YAML 1.1 reads exponents without
+    a dot as strings), the number (an int where the schema wants an integer and the value is whole). Strings the
+    schema wants as strings are left alone (an unquoted revision 1234e56 stays a string). In place; returns cfg."""
+    import jsonschema
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(schema_path.read_text()))
+
+    def walk(errors):
+        for e in errors:
+            yield e
+            yield from walk(e.context or [])
+
+    fixes = []
+    for e in walk(validator.iter_errors(cfg)):
+        if e.validator != "type" or not isinstance(e.instance, str) or not e.absolute_path:
+            continue
+        if not _EXPONENT_FLOAT.fullmatch(e.instance.strip()):
+            continue
+        types = [e.validator_value] if isinstance(e.validator_value, str) else list(e.validator_value)
+        value = float(e.instance)
+        if "number" not in types:
+            if "integer" not in types or not value.is_integer():
+                continue
+            value = int(value)
+        fixes.append((list(e.absolute_path), value))
+    for path, value in fixes:
+        node = cfg
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return cfg
 
 
 def with_defaults(cfg: dict) -> dict:
