@@ -215,12 +215,14 @@ def with_defaults(cfg: dict) -> dict:
 
 
 def read(path: str | Path) -> dict:
-    """The config file as written (not validated, sweeps not expanded)."""
+    """The config file as written (not validated, sweeps not expanded), its numbers such as 2e-3 read as numbers
+    (numbers_from_yaml11)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
     # The DAG hands the verbs its validated config as JSON, whose floats (5e-05) YAML 1.1 would read as strings.
-    return (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    cfg = (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    return numbers_from_yaml11(cfg) if isinstance(cfg, dict) else cfg
 
 
 def load(path: str | Path, overrides: dict | None = None) -> dict:

@@ -286,6 +286,7 @@ def test_exponent_floats_that_yaml_1_1_reads_as_strings_are_numbers(tmp_path):
     assert "lr: 2e-3 " in text and yaml.safe_load(text)["training"]["math"]["lr"] == "2e-3"
     path = tmp_path / "demo.yaml"
     path.write_text(text)
+    assert C.read(path)["training"]["math"]["lr"] == 0.002      # as written (prift fetch reads it so), and validated
     cfg = C.load(path)
     assert cfg["training"]["math"]["lr"] == 0.002 and cfg["training"]["math"]["max_length"] == 192
     assert isinstance(cfg["training"]["math"]["max_length"], int)
