@@ -239,17 +239,18 @@ def prepare_train_heldout(spec: dict, fmt: str, template: str, heldout: int,
     or off); without one, the last `heldout` examples (the training set loses them). Too few records for that is a
     HeldoutError (prift.preflight checks the same before any job where the records can be counted)."""
     limit = spec.get("limit")
+    src = spec.get("path") or spec.get("hub") or f"generator {spec.get('generator')}"
     n_rows, out = _examples(spec, fmt, template, exclude_problems, base_dir, extra=heldout)
     if limit and n_rows < limit + heldout:
-        raise HeldoutError(f"heldout={heldout}: the dataset has {n_rows} records, {max(n_rows - limit, 0)} after "
-                           f"its first limit={limit} (needs {limit + heldout})")
+        raise HeldoutError(f"heldout={heldout}: {src} has {n_rows} records, {max(n_rows - limit, 0)} after its "
+                           f"first limit={limit} (needs {limit + heldout})")
     cut = limit if limit else (out[-heldout][0] if len(out) > heldout else None)
     if cut is None or not any(i < cut for i, _ in out):
-        raise HeldoutError(f"heldout={heldout} leaves no training example ({len(out)} examples in all)")
+        raise HeldoutError(f"heldout={heldout} leaves no training example ({len(out)} examples of {src} in all)")
     train, held = [ex for i, ex in out if i < cut], [ex for i, ex in out if i >= cut]
     if not held:
-        raise HeldoutError(f"heldout={heldout}: the {heldout} records after the first limit={limit} are all "
-                           f"benchmark problems")
+        raise HeldoutError(f"heldout={heldout}: the {heldout} records of {src} after the first limit={limit} are "
+                           f"all benchmark problems")
     return train, held
 
 
