@@ -56,8 +56,7 @@ def _prepare_benchmark(name: str, bench: dict) -> list[dict]:
     from prift import data as D
     limit = bench["data"].get("limit")
     if bench["kind"] == "math":
-        recs = D.load_records(bench["data"])
-        return [D.benchmark_problem(r, name, i) for i, r in enumerate(recs)]
+        return D.benchmark_problems(bench["data"], name)
     if bench["kind"] == "mcq":
         raise SystemExit(f"benchmark '{name}' (kind mcq) has no prepare step: `prift grade --model` scores the "
                          f"model on {bench['data'].get('path') or bench['data']} directly")
@@ -116,8 +115,8 @@ def cmd_prepare(args):
         try:
             rows, heldout = D.prepare_train_heldout(dom["train"], dom["format"], dom["template"], n_held,
                                                     exclude_problems=held_out)
-        except ValueError as e:
-            raise SystemExit(f"analysis.heldout for domain '{args.domain}': {e}")
+        except D.HeldoutError as e:  # only this error is about analysis.heldout; data errors name their file
+            raise SystemExit(f"config key 'analysis.heldout' for domain '{args.domain}': {e}")
     D.write_jsonl(args.out, rows)
     if args.heldout_out:
         D.write_jsonl(args.heldout_out, heldout)
@@ -126,13 +125,13 @@ def cmd_prepare(args):
 
 def cmd_score(args):
     from prift import config as C
-    from prift.data import read_jsonl
+    from prift.data import read_examples
     from prift.scoring import score
     cfg = _cfg(args)
     sc, dom = cfg["scoring"], cfg["domains"][args.domain]
     weights = C.resolve_weights(cfg, args.model or C.backbone_path(cfg, args.reference))
     student = args.student if args.student and args.student != args.reference else None
-    score(weights, read_jsonl(args.data), args.out,
+    score(weights, read_examples(args.data), args.out,
           max_length=cfg["training"][args.domain]["max_length"], topk=sc.get("topk", 20),
           chunk_size=sc.get("chunk_size", 1024), max_batch_tokens=sc.get("max_batch_tokens", 16384),
           compile=sc.get("compile", "auto"),
@@ -143,7 +142,7 @@ def cmd_score(args):
 
 def cmd_sft(args):
     from prift import config as C
-    from prift.data import read_jsonl
+    from prift.data import read_examples
     from prift.sft import Method, Recipe, train
     cfg = _cfg(args)
     method = Method.from_config(args.method, cfg["methods"][args.method])
@@ -152,10 +151,10 @@ def cmd_sft(args):
     ref = C.backbone_path(cfg, ref_key) if method.needs_ref_logits else None
     provenance = {"backbone": cfg["backbones"][args.backbone],
                   "reference": cfg["backbones"].get(ref_key) if (method.cached or ref) else None}
-    train(model_path=C.resolve_weights(cfg, C.backbone_path(cfg, args.backbone)), examples=read_jsonl(args.data),
+    train(model_path=C.resolve_weights(cfg, C.backbone_path(cfg, args.backbone)), examples=read_examples(args.data),
           out_dir=args.out, method=method, recipe=recipe, scores_path=args.scores,
           ref_model_path=C.resolve_weights(cfg, ref) if ref else None,
-          heldout=read_jsonl(args.heldout) if args.heldout else None, analysis=cfg.get("analysis"),
+          heldout=read_examples(args.heldout) if args.heldout else None, analysis=cfg.get("analysis"),
           provenance=provenance, log=log.info)
 
 
@@ -470,9 +469,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s prift %(levelname)s %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     from prift.config import ConfigError
+    from prift.data import DataError
     try:
         args.fn(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, DataError) as e:
         log.error(str(e))
         return 2
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -191,14 +192,60 @@ def _check_rl(cfg: dict) -> list[str]:
 
 
 def validate(cfg: dict) -> dict:
+    """The config checked (schema, cross-references, figures, then what it points at: prift.preflight), with its
+    defaults and figure sweeps added; every problem found is one line of the ConfigError."""
+    from prift import preflight as P
+    numbers_from_yaml11(cfg)
     msgs = schema_errors(cfg)
     if not msgs:
-        msgs = check_references(cfg) + check_figures(cfg)
-    if not msgs:  # checks over the runs, which need every name to resolve
-        msgs = check_reference_tokenizers(cfg)
+        names = check_references(cfg) + check_figures(cfg)
+        msgs = names + P.check_paths(cfg) + P.check_batches(cfg) + P.check_samples(cfg)
+        if not names:  # checks over the runs, which need every name to resolve
+            msgs += check_reference_tokenizers(cfg)
+            # the held-out examples of every domain, Fig. 1c's reference domains included
+            cfg = expand_figures(with_defaults(cfg))
+            msgs += P.check_heldout(cfg)
     if msgs:
         raise ConfigError("invalid config:\n  " + "\n  ".join(msgs))
-    return expand_figures(with_defaults(cfg))
+    return cfg
+
+
+# YAML 1.2's floats that YAML 1.1 (PyYAML, and Snakemake's config loader) reads as strings: an exponent without a dot
+# (2e-3) or without a sign (1.5e3).
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def numbers_from_yaml11(cfg: dict, schema_path: Path = SCHEMA) -> dict:
+    """Where the schema wants a number and the config has a string such as '2e-3' (YAML 1.1 reads exponents without
+    a dot as strings), the number (an int where the schema wants an integer and the value is whole). Strings the
+    schema wants as strings are left alone (an unquoted revision 1234e56 stays a string). In place; returns cfg."""
+    import jsonschema
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(schema_path.read_text()))
+
+    def walk(errors):
+        for e in errors:
+            yield e
+            yield from walk(e.context or [])
+
+    fixes = []
+    for e in walk(validator.iter_errors(cfg)):
+        if e.validator != "type" or not isinstance(e.instance, str) or not e.absolute_path:
+            continue
+        if not _EXPONENT_FLOAT.fullmatch(e.instance.strip()):
+            continue
+        types = [e.validator_value] if isinstance(e.validator_value, str) else list(e.validator_value)
+        value = float(e.instance)
+        if "number" not in types:
+            if "integer" not in types or not value.is_integer():
+                continue
+            value = int(value)
+        fixes.append((list(e.absolute_path), value))
+    for path, value in fixes:
+        node = cfg
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return cfg
 
 
 def with_defaults(cfg: dict) -> dict:
@@ -213,12 +260,14 @@ def with_defaults(cfg: dict) -> dict:
 
 
 def read(path: str | Path) -> dict:
-    """The config file as written (not validated, sweeps not expanded)."""
+    """The config file as written (not validated, sweeps not expanded), its numbers such as 2e-3 read as numbers
+    (numbers_from_yaml11)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
     # The DAG hands the verbs its validated config as JSON, whose floats (5e-05) YAML 1.1 would read as strings.
-    return (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    cfg = (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    return numbers_from_yaml11(cfg) if isinstance(cfg, dict) else cfg
 
 
 def load(path: str | Path, overrides: dict | None = None) -> dict:

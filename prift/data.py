@@ -50,25 +50,100 @@ def mcq_prompt(question: str, options: dict[str, str]) -> str:
 # ----------------------------------------------------------------------------------------------------------------------
 # Reading files and the hub
 
+class DataError(ValueError):
+    """A file or record that cannot be read as its config entry says; the message names the file and the line."""
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a jsonl / jsonl.gz file (blank lines skipped), or of a .json file (a list, or a mapping's
+    values). Every error names the file and the line: missing file, invalid UTF-8, invalid JSON, a line that is no
+    JSON object, a corrupt gzip stream."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
+    if path.name.endswith(".json"):
+        raw = _read_bytes(path)
+        try:
+            data = json.loads(_utf8(raw, path))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        return list(data) if isinstance(data, list) else list(data.values())
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        if path.name.endswith(".json"):
-            data = json.load(f)
-            return list(data) if isinstance(data, list) else list(data.values())
-        for i, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+    for i, line in _lines(path):
+        try:
+            row = json.loads(_utf8(line, path, i))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{i}: not a JSON object (a record is {{\"field\": value, ...}}), got "
+                            f"{type(row).__name__}")
+        rows.append(row)
     return rows
+
+
+def _opener(path: Path):
+    return gzip.open if path.suffix == ".gz" else open
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with _opener(path)(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a truncated stream an EOFError
+        raise DataError(f"{path}: cannot be read ({e})") from None
+
+
+def _lines(path: Path):
+    """(line number, stripped bytes) of the non-blank lines of a text file, gzip or not."""
+    try:
+        with _opener(path)(path, "rb") as f:
+            for i, line in enumerate(f, 1):
+                line = line.strip()
+                if line:
+                    yield i, line
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot be read ({e})") from None
+
+
+def _utf8(raw: bytes, path: Path, line: int | None = None) -> str:
+    """`raw` decoded; invalid UTF-8 is an error naming the file and the line (`line`: the line `raw` is, or None
+    when `raw` is the whole file)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if line is None:
+            line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start:e.start + 1]!r}); re-encode the file "
+                        f"as UTF-8") from None
+
+
+def count_records(path: str | Path, stop: int | None = None) -> int:
+    """How many records read_jsonl would return, counting at most `stop` (jsonl: non-blank lines, not parsed)."""
+    path = Path(path)
+    if path.name.endswith(".json"):
+        return len(read_jsonl(path))
+    n = 0
+    for n, _ in enumerate(_lines(path), 1):
+        if stop is not None and n >= stop:
+            break
+    return n
+
+
+def record_location(spec: dict, idx: int, *, base_dir: str | Path = ".") -> str:
+    """Where record `idx` of a dataset entry is, for error messages: `file:line` for a jsonl file, `file record i`
+    for a .json file, the hub id or generator with the record's index otherwise."""
+    if spec.get("path"):
+        p = Path(spec["path"])
+        p = p if p.is_absolute() else Path(base_dir) / p
+        if not p.name.endswith(".json"):
+            for n, (line, _) in enumerate(_lines(p)):
+                if n == idx:
+                    return f"{p}:{line}"
+        return f"{p} record {idx}"
+    if spec.get("hub"):
+        name = f" {spec['name']}" if spec.get("name") else ""
+        return f"{spec['hub']}{name} [{spec.get('split', 'train')}] record {idx}"
+    return f"generator {spec.get('generator')} [{spec.get('split')}] record {idx}"
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
@@ -106,37 +181,62 @@ def load_records(spec: dict, *, base_dir: str | Path = ".") -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------------------
 # Normalised training examples: {id, messages, response}
 
+# The fields each training format reads (a record without one of them is refused, naming the file and the line).
+FORMAT_FIELDS = {"numina": ("problem", "solution"), "math": ("problem", "solution"), "messages": ("messages",),
+                 "medmcqa": ("question", "opa", "opb", "opc", "opd", "cop")}
+
+
 def to_sft_example(rec: dict, fmt: str, template: str, idx: int) -> dict:
     """One raw training record → {id, messages (prompt turns), response}."""
+    if fmt not in FORMAT_FIELDS:
+        raise ValueError(f"unknown training format {fmt!r} (known: {', '.join(FORMAT_FIELDS)})")
+    missing = [k for k in FORMAT_FIELDS[fmt] if rec.get(k) is None]
+    if missing:
+        raise ValueError(f"no {' or '.join(repr(k) for k in missing)} field (format '{fmt}' reads "
+                         f"{', '.join(FORMAT_FIELDS[fmt])}; the record has {', '.join(map(repr, rec)) or 'no field'})")
     if fmt in ("numina", "math"):  # AI-MO/NuminaMath-CoT and the demo: problem + worked solution
         return {"id": str(rec.get("id", idx)), "messages": math_messages(rec["problem"], template),
                 "response": rec["solution"]}
     if fmt == "messages":  # tulu-3-sft-personas-code and any chat dataset: last assistant turn is the response
         msgs = rec["messages"]
-        if not msgs or msgs[-1]["role"] != "assistant":
-            raise ValueError(f"record {idx}: 'messages' must end with an assistant turn")
+        if not msgs or msgs[-1].get("role") != "assistant":
+            raise ValueError("'messages' must end with an assistant turn")
         return {"id": str(rec.get("id", idx)), "messages": msgs[:-1], "response": msgs[-1]["content"]}
-    if fmt == "medmcqa":  # MedMCQA train: question, opa..opd, cop (0-3) → ASFT's prompt, answer letter
-        opts = {L: rec[f"op{l}"] for L, l in zip("ABCD", "abcd")}
-        letter = "ABCD"[int(rec["cop"])]
-        return {"id": str(rec.get("id", idx)), "prompt": mcq_prompt(rec["question"], opts),
-                "response": f" {letter}. {opts[letter]}"}
-    raise ValueError(f"unknown training format {fmt!r} (known: numina, math, messages, medmcqa)")
+    # medmcqa: MedMCQA train: question, opa..opd, cop (0-3) → ASFT's prompt, answer letter
+    opts = {L: rec[f"op{l}"] for L, l in zip("ABCD", "abcd")}
+    if str(rec["cop"]) not in ("0", "1", "2", "3"):
+        raise ValueError(f"'cop' must be the index 0-3 of the correct option, got {rec['cop']!r}")
+    letter = "ABCD"[int(rec["cop"])]
+    return {"id": str(rec.get("id", idx)), "prompt": mcq_prompt(rec["question"], opts),
+            "response": f" {letter}. {opts[letter]}"}
 
 
-def _examples(spec: dict, fmt: str, template: str, exclude_problems: set[str], base_dir, extra: int = 0):
-    """(record index, normalised example) of a dataset entry, the benchmarks' problems left out; `extra` records
-    past the entry's `limit` are read too."""
+def _examples(spec: dict, fmt: str, template: str, exclude_problems: set[str], base_dir, extra: int = 0
+              ) -> tuple[int, list[tuple[int, dict]]]:
+    """(records read, [(record index, normalised example)]) of a dataset entry, the benchmarks' problems left out;
+    `extra` records past the entry's `limit` are read too. A record that does not fit its format is an error naming
+    the file and the line (prift.data.record_location)."""
     limit = spec.get("limit")
     rows = load_records({**spec, "limit": limit + extra} if extra and limit else spec, base_dir=base_dir)
-    return [(i, to_sft_example(r, fmt, template, i)) for i, r in enumerate(rows)
-            if r.get("problem") not in exclude_problems]
+    out = []
+    for i, r in enumerate(rows):
+        if r.get("problem") in exclude_problems:
+            continue
+        try:
+            out.append((i, to_sft_example(r, fmt, template, i)))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DataError(f"{record_location(spec, i, base_dir=base_dir)}: {e}") from None
+    return len(rows), out
 
 
 def prepare_train(spec: dict, fmt: str, template: str, exclude_problems: set[str] = frozenset(),
                   base_dir: str | Path = ".") -> list[dict]:
     """Normalised training examples of a dataset entry, without the benchmarks' problems."""
-    return [ex for _, ex in _examples(spec, fmt, template, exclude_problems, base_dir)]
+    return [ex for _, ex in _examples(spec, fmt, template, exclude_problems, base_dir)[1]]
+
+
+class HeldoutError(ValueError):
+    """The dataset has too few records for `analysis.heldout` held-out examples (config key analysis.heldout)."""
 
 
 def prepare_train_heldout(spec: dict, fmt: str, template: str, heldout: int,
@@ -144,16 +244,39 @@ def prepare_train_heldout(spec: dict, fmt: str, template: str, heldout: int,
                           base_dir: str | Path = ".") -> tuple[list[dict], list[dict]]:
     """(train, held): prepare_train's examples and `heldout` more never trained on, for the drift probes. With a
     `limit` they are the records right after the first `limit` (the training set is then prepare_train's, probes on
-    or off); without one, the last `heldout` examples (the training set loses them)."""
+    or off); without one, the last `heldout` examples (the training set loses them). Too few records for that is a
+    HeldoutError (prift.preflight checks the same before any job where the records can be counted)."""
     limit = spec.get("limit")
-    out = _examples(spec, fmt, template, exclude_problems, base_dir, extra=heldout)
+    src = spec.get("path") or spec.get("hub") or f"generator {spec.get('generator')}"
+    n_rows, out = _examples(spec, fmt, template, exclude_problems, base_dir, extra=heldout)
+    if limit and n_rows < limit + heldout:
+        raise HeldoutError(f"heldout={heldout}: {src} has {n_rows} records, {max(n_rows - limit, 0)} after its "
+                           f"first limit={limit} (needs {limit + heldout})")
     cut = limit if limit else (out[-heldout][0] if len(out) > heldout else None)
     if cut is None or not any(i < cut for i, _ in out):
-        raise ValueError(f"heldout={heldout} leaves no training example ({len(out)} examples in all)")
+        raise HeldoutError(f"heldout={heldout} leaves no training example ({len(out)} examples of {src} in all)")
     train, held = [ex for i, ex in out if i < cut], [ex for i, ex in out if i >= cut]
     if not held:
-        raise ValueError(f"heldout={heldout}: the dataset has no record after its first limit={limit}")
+        raise HeldoutError(f"heldout={heldout}: the {heldout} records of {src} after the first limit={limit} are "
+                           f"all benchmark problems")
     return train, held
+
+
+def read_examples(path: str | Path) -> list[dict]:
+    """A prepared training set (`prift prepare --domain`: {id, messages | prompt, response} per line), as the
+    reference pass and the trainer read it; a row without these fields is an error naming the file and the line."""
+    rows = read_jsonl(path)
+    for i, r in enumerate(rows):
+        problems = [f"no '{k}' field" for k in ("id", "response") if k not in r]
+        if "messages" not in r and "prompt" not in r:
+            problems.append("no 'messages' or 'prompt' field")
+        if "response" in r and not isinstance(r["response"], str):
+            problems.append(f"'response' is {type(r['response']).__name__}, not text")
+        if problems:
+            raise DataError(f"{record_location({'path': str(path)}, i)}: {'; '.join(problems)} (a prepared "
+                            f"training example is {{id, messages or prompt, response}}: `prift prepare --domain` "
+                            f"writes them)")
+    return rows
 
 
 def dataset_hash(examples: list[dict]) -> str:
@@ -379,7 +502,8 @@ GENERATORS = {"demo_math": demo_math}
 
 def benchmark_problem(rec: dict, benchmark: str, idx: int) -> dict:
     """Normalise one record of a math benchmark file: the problem text and the gold answer as the authors'
-    harness takes them (see prift.grading.gold_answer)."""
+    harness takes them (see prift.grading.gold_answer). A record without a gold answer is refused: every sample
+    would be graded against an empty answer."""
     from prift.grading import gold_answer
     problem = rec.get("problem") or rec.get("question")
     if problem is None:
@@ -387,5 +511,23 @@ def benchmark_problem(rec: dict, benchmark: str, idx: int) -> dict:
     if rec.get("context"):  # olympiadbench records may carry a context paragraph
         problem = rec["context"] + "\n" + problem
     pid = rec.get("unique_id", rec.get("id", rec.get("idx", idx)))
-    return {"id": str(pid), "problem": problem, "gold": gold_answer(rec, benchmark)}
+    try:
+        gold = gold_answer(rec, benchmark)
+    except ValueError as e:
+        raise ValueError(f"{benchmark} record {idx}: {e}") from None
+    if not gold.strip():
+        raise ValueError(f"{benchmark} record {idx} (id {str(pid)!r}): no gold answer (its answer field is empty or "
+                         f"missing and no \\boxed{{}} answer is in its solution)")
+    return {"id": str(pid), "problem": problem, "gold": gold}
 
+
+def benchmark_problems(spec: dict, benchmark: str, *, base_dir: str | Path = ".") -> list[dict]:
+    """The normalised problems of a math benchmark's dataset entry (benchmark_problem of every record); a record
+    that cannot be normalised is an error naming the file and the line."""
+    out = []
+    for i, r in enumerate(load_records(spec, base_dir=base_dir)):
+        try:
+            out.append(benchmark_problem(r, benchmark, i))
+        except ValueError as e:
+            raise DataError(f"{record_location(spec, i, base_dir=base_dir)}: {e}") from None
+    return out

@@ -18,6 +18,7 @@ from prift.weighting import STAT_KEYS, token_stats_chunked
 
 # Fields that must agree between the cached statistics and the data a trainer feeds (else a clear error).
 PROVENANCE_CHECKED = ("tokenizer_hash", "dataset_hash", "max_length", "n_examples", "tokenization")
+CHECKSUMS = "checksums"  # metadata key: {column: sha256 of its bytes} (files written before it have none)
 
 
 def _batches_by_length(lengths: list[int], max_tokens: int) -> list[list[int]]:
@@ -83,20 +84,31 @@ def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_t
     return results  # type: ignore[return-value]
 
 
+def column_checksums(tensors: dict) -> dict[str, str]:
+    """sha256 of each column's bytes (offsets included): what the file's metadata records, so that a file whose
+    columns were changed after writing (a zeroed block, a torn copy of the right size) is refused on load."""
+    import hashlib
+    return {k: hashlib.sha256(memoryview(tensors[k].contiguous().numpy()).cast("B")).hexdigest()
+            for k in sorted(tensors)}
+
+
 def save_scores(path: str | Path, per_example: list[dict], ids: list[str], provenance: dict) -> None:
-    """Atomic write of the columnar file (a crash leaves no file that looks complete)."""
+    """Atomic write of the columnar file (a crash leaves no file that looks complete), with the checksum of every
+    column in the metadata (`checksums`, verified by ScoreCache)."""
     from safetensors.torch import save_file
     counts = torch.tensor([0] + [len(s["prob"]) for s in per_example], dtype=torch.long)
     tensors = {"offsets": torch.cumsum(counts, 0)}
     for k in STAT_KEYS:
         col = torch.cat([s[k] for s in per_example]) if per_example else torch.zeros(0)
         tensors[k] = col.to(torch.int32) if k == "rank" else col.to(torch.float32)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
     meta = {k: json.dumps(v) for k, v in provenance.items()}
     meta["ids"] = json.dumps(ids)
+    meta[CHECKSUMS] = json.dumps(column_checksums(tensors))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
 
 
@@ -104,14 +116,25 @@ class ScoreCache:
     """Read side of the reference statistics: `cache[i]` → dict of 1-D tensors for example i's response tokens."""
 
     def __init__(self, path: str | Path, expect: dict | None = None):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"reference statistics not found: {self.path} (run `prift score` first)")
-        with safe_open(str(self.path), framework="pt") as f:
-            meta = f.metadata() or {}
-            self.columns = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            with safe_open(str(self.path), framework="pt") as f:
+                meta = f.metadata() or {}
+                self.columns = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError) as e:  # truncated or not a safetensors file at all
+            raise ValueError(f"{self.path}: not a readable score file ({e}); delete it and re-run `prift score`") \
+                from None
         self.ids = json.loads(meta.pop("ids", "[]"))
+        want = json.loads(meta.pop(CHECKSUMS, "null"))
+        if want is not None:
+            have = column_checksums(self.columns)
+            bad = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+            if bad:
+                raise ValueError(f"{self.path}: the columns {bad} do not match the checksums written with them (the "
+                                 f"file changed after `prift score` wrote it); delete it and re-run `prift score`")
         self.provenance = {k: json.loads(v) for k, v in meta.items()}
         for field, value in (expect or {}).items():
             have = self.provenance.get(field)

@@ -1,7 +1,9 @@
-"""Shared fixtures: the real data beside the repository, and one tiny backbone built once per session."""
+"""Shared fixtures: the real data beside the repository, one tiny backbone built once per session, and pdflatex."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,39 @@ def tiny_backbone(tmp_path_factory) -> Path:
     build_tiny(out, demo_math("pretrain", 1500), pretrain_steps=60, seed=0, max_position_embeddings=1024,
                log=lambda *_: None)
     return out
+
+
+TEX_SCRIPT = REPO / "scripts" / "install-tex.sh"
+# What a document that includes the tables needs: booktabs (rules), multirow (row groups), longtable (the side by side
+# with the paper); geometry only to give the wide tables a landscape page here.
+TEX_PREAMBLE = ("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{multirow}\n\\usepackage{longtable}\n"
+                "\\usepackage[margin=1cm,landscape]{geometry}\n")
+
+
+def compile_tables(tex_files, workdir: Path) -> Path:
+    """One document with every table file on a page of its own, compiled by pdflatex (stops at the first error, whose
+    log the failure shows); returns the PDF."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, f in enumerate(map(Path, tex_files)):
+        names.append(f"t{i}-{f.name}")
+        shutil.copyfile(f, workdir / names[-1])
+    body = "\n".join(f"\\input{{{n}}}\n\\clearpage" for n in names)
+    (workdir / "doc.tex").write_text(f"{TEX_PREAMBLE}\\begin{{document}}\n{body}\n\\end{{document}}\n")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=workdir,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:]
+    return workdir / "doc.pdf"
+
+
+@pytest.fixture(scope="session")
+def pdflatex():
+    """compile_tables, with pdflatex and the tables' LaTeX packages installed from Debian when missing
+    (scripts/install-tex.sh: CI runs as root, so the LaTeX tests run there). Skipped only where nothing can be
+    installed (no root, no apt-get); a failed installation fails the tests."""
+    p = subprocess.run([str(TEX_SCRIPT)], capture_output=True, text=True, timeout=1800)
+    reason = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+    if p.returncode in (2, 3):
+        pytest.skip(reason)
+    assert p.returncode == 0, f"scripts/install-tex.sh: {reason}"
+    return compile_tables

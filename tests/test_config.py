@@ -239,3 +239,155 @@ def test_full_config_dry_run_lists_tables_7_and_8_jobs():
         ("qwen2.5-math-1.5b", "qwen2.5-math-1.5b"), ("qwen2.5-math-7b", "qwen2.5-math-1.5b"),
         ("qwen2.5-1.5b", "qwen2.5-1.5b"), ("qwen2.5-math-1.5b", "qwen2.5-1.5b"))}
     assert len(_outputs(out, "generate")) == len(_outputs(out, "metrics")) == (7 + 2) * 5
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# checks before any job (prift.preflight) and numbers YAML 1.1 reads as strings (issue #15, item 9)
+
+def _invalid(cfg) -> str:
+    with pytest.raises(C.ConfigError) as e:
+        C.validate(cfg)
+    return str(e.value)
+
+
+def test_missing_paths_are_named_by_their_config_key(tmp_path):
+    cfg = _load("demo.yaml")
+    cfg["benchmarks"]["math500"]["data"] = {"path": "no/such/math500.jsonl"}
+    cfg["domains"]["math"]["train"] = {"path": str(tmp_path / "train.jsonl")}
+    cfg["rl"]["prompts"] = {"path": str(tmp_path / "prompts.jsonl")}
+    cfg["backbones"]["other"] = {"label": "Other", "path": str(tmp_path / "model")}
+    msg = _invalid(cfg)
+    assert "config key 'benchmarks.math500.data.path': no/such/math500.jsonl does not exist (relative to the " \
+           "working directory" in msg
+    for key, p in (("domains.math.train.path", "train.jsonl"), ("rl.prompts.path", "prompts.jsonl"),
+                   ("backbones.other.path", "model")):
+        assert f"config key '{key}': {tmp_path / p} does not exist\n" in msg + "\n"
+    (tmp_path / "model").mkdir()
+    (tmp_path / "prompts.jsonl").write_text("{}\n")
+    D_rows = "".join(f'{{"problem": "p{i}", "solution": "s{i}"}}\n' for i in range(100))
+    (tmp_path / "train.jsonl").write_text(D_rows)
+    cfg["benchmarks"]["math500"]["data"] = {"path": str(tmp_path / "train.jsonl")}
+    C.validate(cfg)
+
+
+def test_global_batch_must_be_a_multiple_of_the_per_device_batch():
+    cfg = _load("demo.yaml")
+    cfg["training"]["math"].update(global_batch_size=20, per_device_batch_size=8)
+    assert "config key 'training.math.global_batch_size': 20 is not a multiple of per_device_batch_size 8" \
+        in _invalid(cfg)
+    cfg["training"]["math"] = {"per_device_batch_size": 3}        # the recipe's default global batch, 256
+    assert "config key 'training.math.global_batch_size': 256 is not a multiple of per_device_batch_size 3" \
+        in _invalid(cfg)
+
+
+def test_batch_defaults_of_the_check_are_the_recipes():
+    from prift.preflight import RECIPE_BATCH_DEFAULTS
+    from prift.sft import Recipe
+    assert RECIPE_BATCH_DEFAULTS == {k: getattr(Recipe(), k) for k in RECIPE_BATCH_DEFAULTS}
+
+
+def test_k_larger_than_n_is_refused():
+    cfg = _load("demo.yaml")
+    cfg["benchmarks"]["aime24"]["generation"] = {"n": 8}
+    msg = _invalid(cfg)
+    assert "config key 'evaluation.k': k=16 is larger than the 8 samples per problem of benchmark 'aime24' " \
+           "(benchmarks.aime24.generation.n)" in msg
+    assert msg.count("evaluation.k") == 1
+    cfg = _load("demo.yaml")
+    cfg["generation"]["n"] = 4
+    assert _invalid(cfg).count("(generation.n); Avg@k / Pass@k need n >= k") == 5   # every math benchmark of table3
+    cfg["evaluation"]["k"] = 4
+    C.validate(cfg)
+
+
+def test_heldout_larger_than_the_data_is_refused(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(f'{{"problem": "p{i}", "solution": "s{i}"}}\n\n' for i in range(20)))  # blank lines too
+    cfg = _load("demo.yaml")
+    cfg["domains"]["math"]["train"] = {"path": str(train), "limit": 12}
+    cfg["analysis"]["heldout"] = 10
+    assert (f"config key 'analysis.heldout': 10 held-out examples for the drift probes of domain 'math' are the "
+            f"records after the first limit=12 of domains.math.train, which has 20 records ({train})") \
+        in _invalid(copy.deepcopy(cfg))
+    cfg["analysis"]["heldout"] = 8
+    C.validate(copy.deepcopy(cfg))
+    cfg["domains"]["math"]["train"] = {"path": str(train)}     # no limit: the last `heldout` records
+    cfg["analysis"]["heldout"] = 20
+    assert "leave no training example: domains.math.train has 20 records" in _invalid(copy.deepcopy(cfg))
+    cfg["analysis"]["every"] = 0                               # probes off: nothing is held out
+    C.validate(copy.deepcopy(cfg))
+    cfg = _load("demo.yaml")
+    cfg["analysis"]["heldout"] = 1024                          # the generator's n
+    assert "domains.math.train has 1024 records (generator demo_math, n=1024)" in _invalid(cfg)
+    cfg = _load("demo.yaml")
+    cfg["domains"]["math"]["train"] = {"hub": "some/dataset", "limit": 10}   # counted by `prift prepare` only
+    cfg["analysis"]["heldout"] = 10 ** 6
+    C.validate(cfg)
+
+
+def test_exponent_floats_that_yaml_1_1_reads_as_strings_are_numbers(tmp_path):
+    text = (REPO / "config" / "demo.yaml").read_text().replace("lr: 2.0e-3 ", "lr: 2e-3   ")
+    text = text.replace("max_length: 192", "max_length: 1.92e2")
+    assert "lr: 2e-3 " in text and yaml.safe_load(text)["training"]["math"]["lr"] == "2e-3"
+    path = tmp_path / "demo.yaml"
+    path.write_text(text)
+    assert C.read(path)["training"]["math"]["lr"] == 0.002      # as written (prift fetch reads it so), and validated
+    cfg = C.load(path)
+    assert cfg["training"]["math"]["lr"] == 0.002 and cfg["training"]["math"]["max_length"] == 192
+    assert isinstance(cfg["training"]["math"]["max_length"], int)
+    raw = _load("config.yaml")
+    raw["backbones"]["llama-2-7b"]["revision"] = "1234e56"     # a string where the schema wants one stays a string
+    raw["rl"]["recipe"]["lr"] = "1e-6"
+    cfg = C.validate(raw)
+    assert cfg["backbones"]["llama-2-7b"]["revision"] == "1234e56" and cfg["rl"]["recipe"]["lr"] == 1e-6
+    bad = _load("demo.yaml")
+    bad["training"]["math"]["max_length"] = "1.5e0"            # not a whole number: still the schema's error
+    assert "config key 'training.math.max_length': '1.5e0' is not of type 'integer'" in _invalid(bad)
+
+
+def _dry_run_config(tmp_path, cfg):
+    cfg["results"] = str(tmp_path / "results")
+    f = tmp_path / "cfg.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return _dry_run("--configfile", str(f))
+
+
+def test_dry_run_names_every_problem_in_one_line_each(tmp_path):
+    """`snakemake -n` stops before any job with prift's lines: a missing file, batches that do not divide, k > n,
+    held-out examples the data does not have - not at run time on a compute node."""
+    cfg = _load("demo.yaml")
+    cfg["benchmarks"]["amc23"]["data"] = {"path": "no/such/amc23.jsonl"}
+    cfg["training"]["math"]["global_batch_size"] = 24
+    cfg["benchmarks"]["aime24"]["generation"] = {"n": 8}
+    cfg["analysis"]["heldout"] = 5000
+    p = _dry_run_config(tmp_path, cfg)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    for line in ("config key 'benchmarks.amc23.data.path': no/such/amc23.jsonl does not exist",
+                 "config key 'training.math.global_batch_size': 24 is not a multiple of per_device_batch_size 16",
+                 "config key 'evaluation.k': k=16 is larger than the 8 samples per problem of benchmark 'aime24'",
+                 "config key 'analysis.heldout': 5000 held-out examples"):
+        assert line in out, out[-3000:]
+    assert not (tmp_path / "results" / "data").exists()
+
+
+def test_dry_run_wrong_type_is_one_line_not_a_schema_dump(tmp_path):
+    cfg = _load("demo.yaml")
+    cfg["generation"]["n"] = "sixteen"
+    p = _dry_run_config(tmp_path, cfg)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "config key 'generation.n': 'sixteen' is not of type 'integer'" in out
+    assert "Failed validating" not in out and "On instance" not in out, out[-3000:]
+
+
+def test_dry_run_reads_exponent_floats_as_numbers(tmp_path):
+    text = (REPO / "config" / "demo.yaml").read_text().replace("lr: 2.0e-3 ", "lr: 2e-3   ")
+    text = text.replace("results: results", f"results: {tmp_path / 'results'}")
+    f = tmp_path / "cfg.yaml"
+    f.write_text(text)
+    p = _dry_run("--configfile", str(f))
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    import json
+    (used,) = (tmp_path / "results" / ".config").glob("*.json")
+    assert json.loads(used.read_text())["training"]["math"]["lr"] == 0.002

@@ -1,12 +1,17 @@
 """Datasets: the demo generator, the real benchmark loaders, tokenisation and the tiny backbone's tokenizer."""
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 
 import pytest
+import yaml
 
 from prift import data as D
 from prift.backbone import load_tokenizer
+from prift.cli import main
+from tests.conftest import REPO
 
 
 def test_demo_is_deterministic_and_in_real_formats():
@@ -103,8 +108,10 @@ def test_heldout_comes_after_the_training_subset(tmp_path):
     train, held = D.prepare_train_heldout({"path": str(path)}, "math", "plain", heldout=5)
     assert [t["id"] for t in train] == [str(i) for i in range(15)] and [h["id"] for h in held] == ["15", "16", "17",
                                                                                                "18", "19"]
-    with pytest.raises(ValueError, match="no record after its first limit=20"):
+    with pytest.raises(D.HeldoutError, match="0 after its first limit=20"):
         D.prepare_train_heldout({"path": str(path), "limit": 20}, "math", "plain", heldout=4)
+    with pytest.raises(D.HeldoutError, match=r"20 records, 2 after its first limit=18 \(needs 22\)"):
+        D.prepare_train_heldout({"path": str(path), "limit": 18}, "math", "plain", heldout=4)
     with pytest.raises(ValueError, match="heldout=20 leaves no training example"):
         D.prepare_train_heldout({"path": str(path)}, "math", "plain", heldout=20)
 
@@ -156,3 +163,103 @@ def test_medical_labels_come_from_the_joint_encoding_lm_eval_scores():
     assert t["input_ids"][:n_prompt] == ctx and ctx[0] == tok.bos_token_id
     assert len(cont) == 1 and t["labels"][n_prompt] == cont[0] == tok.convert_tokens_to_ids("▁A")
     assert tok.decode(t["input_ids"][n_prompt:-1]) == "A. Hypertension" and t["input_ids"][-1] == tok.eos_token_id
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bad data: one error naming the file and the line (issue #15, items 4 and 7)
+
+def test_invalid_utf8_names_the_file_and_the_line(tmp_path):
+    good, bad = b'{"problem": "p", "solution": "s"}\n', b'{"problem": "caf\xe9", "solution": "s"}\n'
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_bytes(good + b"\n" + good + bad)          # a blank line: the bad record is on line 4
+    with pytest.raises(D.DataError, match=r"train\.jsonl:4: not valid UTF-8"):
+        D.read_jsonl(jsonl)
+    gz = tmp_path / "train.jsonl.gz"
+    gz.write_bytes(gzip.compress(good + bad))
+    with pytest.raises(D.DataError, match=r"train\.jsonl\.gz:2: not valid UTF-8"):
+        D.read_jsonl(gz)
+    whole = tmp_path / "train.json"
+    whole.write_bytes(b"[\n" + good.strip() + b",\n" + bad.strip() + b"\n]\n")
+    with pytest.raises(D.DataError, match=r"train\.json:3: not valid UTF-8"):
+        D.read_jsonl(whole)
+    with pytest.raises(D.DataError, match=r"train\.jsonl:4: not valid UTF-8"):   # also through a dataset entry
+        D.prepare_train({"path": str(jsonl)}, "math", "plain")
+
+
+def test_training_record_without_its_fields_names_the_file_and_the_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    rows = [{"problem": "p0", "solution": "s0"}, {"problem": "p1", "answer": "1"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows[:1]) + "\n\n" + json.dumps(rows[1]) + "\n")
+    with pytest.raises(D.DataError, match=r"train\.jsonl:3: no 'solution' field \(format 'math' reads problem, "
+                                          r"solution; the record has 'problem', 'answer'\)"):
+        D.prepare_train({"path": str(path)}, "math", "plain")
+    chat = tmp_path / "chat.jsonl"
+    D.write_jsonl(chat, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+                         {"messages": [{"role": "user", "content": "q"}]}])
+    with pytest.raises(D.DataError, match=r"chat\.jsonl:2: 'messages' must end with an assistant turn"):
+        D.prepare_train({"path": str(chat)}, "messages", "plain")
+    with pytest.raises(D.DataError, match=r"generator demo_math \[train\] record 0: no 'question'"):
+        D.prepare_train({"generator": "demo_math", "split": "train", "n": 2}, "medmcqa", "plain")
+
+
+def _cli_config(tmp_path, **sections) -> str:
+    """config/demo.yaml with its results under tmp_path and some sections replaced, as a file for the verbs."""
+    cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    for key, value in sections.items():
+        node = cfg
+        *parents, last = key.split(".")
+        for k in parents:
+            node = node[k]
+        node[last] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_prepared_example_without_response_names_the_file_and_the_line(tmp_path, caplog):
+    """`prift score` / `prift sft` read the prepared training set: a row without `response` is one error naming the
+    file and the line, before any model is loaded (not a KeyError inside tokenisation)."""
+    data = tmp_path / "math.jsonl"
+    D.write_jsonl(data, [{"id": "0", "prompt": "p", "response": "r"}, {"id": "1", "prompt": "p"}])
+    cfg = _cli_config(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="prift"):
+        rc = main(["score", "--config", cfg, "--domain", "math", "--reference", "tiny", "--data", str(data),
+                   "--out", str(tmp_path / "scores.safetensors")])
+    assert rc == 2
+    assert f"{data}:2: no 'response' field" in caplog.text
+    assert not (tmp_path / "scores.safetensors").exists()
+
+
+def test_benchmark_record_without_gold_is_refused_at_prepare(tmp_path, caplog):
+    """A record with an empty answer (and no \\boxed{} in its solution) would grade every non-answer as correct:
+    `prift prepare --benchmark` refuses it, naming the file and the line."""
+    bench = tmp_path / "math500.jsonl"
+    D.write_jsonl(bench, [{"problem": "1+1?", "answer": "2", "unique_id": "a"},
+                          {"problem": "2+2?", "answer": "", "solution": "It is four.", "unique_id": "b"}])
+    olymp = tmp_path / "olympiad.jsonl"
+    D.write_jsonl(olymp, [{"id": 7, "question": "x?", "final_answer": [""]}])
+    cfg = _cli_config(tmp_path, **{"benchmarks.math500.data": {"path": str(bench)},
+                                   "benchmarks.olympiadbench.data": {"path": str(olymp)}})
+    out = tmp_path / "problems.jsonl"
+    with caplog.at_level(logging.ERROR, logger="prift"):
+        assert main(["prepare", "--config", cfg, "--benchmark", "math500", "--out", str(out)]) == 2
+        assert main(["prepare", "--config", cfg, "--benchmark", "olympiadbench", "--out", str(out)]) == 2
+    assert f"{bench}:2: math500 record 1 (id 'b'): no gold answer" in caplog.text
+    assert f"{olymp}:1: olympiadbench record 0 (id '7'): no gold answer" in caplog.text
+    assert not out.exists()
+
+
+def test_prepare_does_not_blame_analysis_heldout_for_bad_data(tmp_path, caplog):
+    """With drift probes on, a data error of the training set is reported as itself (file and line), not under the
+    unrelated config key `analysis.heldout`."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"problem": f"p{i}", "solution": f"s{i}"}) + "\n" for i in range(5))
+                     + '{"problem": "p5", "solution": \n' + "".join(
+                         json.dumps({"problem": f"p{i}", "solution": f"s{i}"}) + "\n" for i in range(6, 40)))
+    cfg = _cli_config(tmp_path, **{"domains.math.train": {"path": str(train)}, "analysis.heldout": 4})
+    with caplog.at_level(logging.ERROR, logger="prift"):
+        rc = main(["prepare", "--config", cfg, "--domain", "math", "--out", str(tmp_path / "train.out.jsonl"),
+                   "--heldout-out", str(tmp_path / "held.jsonl")])
+    assert rc == 2
+    assert f"{train}:6: not valid JSON" in caplog.text and "analysis.heldout" not in caplog.text

@@ -53,7 +53,9 @@ def fake_hub(monkeypatch, shared_data):
                     "content": f"problem {i}"}], "reward_model": {"ground_truth": str(i)},
                     "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
                    for i in range(300)]
-        return [dict(r) for r in src[:rows]]
+        # as many rows as asked for, as the hub has (the drift probes' rows after a limit must be there:
+        # prift.preflight counts them), the fake's rows repeated past their end
+        return [dict(src[i % len(src)]) for i in range(rows or len(src))]
 
     def model(hub, revision, local_dir):
         calls["model"].append((hub, revision))

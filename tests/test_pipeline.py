@@ -71,6 +71,19 @@ def test_demo_produces_table3(demo_run):
     assert len(grades) == 6 * 16
 
 
+def test_every_latex_table_of_the_demo_compiles(demo_run, pdflatex, tmp_path):
+    """Each table the demo writes and its side by side with the paper (where config/paper has the table) compile
+    with pdflatex, in one document."""
+    base, _, cfg = demo_run
+    tables = base / "results" / "tables"
+    written = sorted(tables.glob("*.tex"))
+    assert {p.name for p in written} == ({f"{t}.tex" for t in cfg["tables"]}
+                                         | {f"{t}_vs_paper.tex" for t in cfg["tables"]
+                                            if (REPO / "config" / "paper" / f"{t}.csv").exists()})
+    assert {"table3.tex", "table3_vs_paper.tex", "table5.tex", "table5_vs_paper.tex"} <= {p.name for p in written}
+    assert pdflatex(written, tmp_path / "doc").stat().st_size > 0
+
+
 def test_demo_produces_table5_with_the_gain_over_the_sft_checkpoint(demo_run):
     base, _, _ = demo_run
     t5 = pd.read_csv(base / "results" / "tables" / "table5.csv")

@@ -6,7 +6,7 @@ import torch
 
 from prift.backbone import load_model, load_tokenizer
 from prift.data import demo_math, prepare_train, tokenize_all
-from prift.scoring import ScoreCache, score
+from prift.scoring import ScoreCache, save_scores, score
 from prift.weighting import STAT_KEYS, token_stats
 
 
@@ -51,6 +51,48 @@ def test_provenance_mismatch_names_the_field(tiny_backbone, examples, tmp_path):
 def test_missing_scores_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="prift score"):
         ScoreCache(tmp_path / "nope.safetensors")
+
+
+def _written(tmp_path):
+    """A score file as `prift score` writes it (2 examples of 3 and 5 response tokens), and its columns."""
+    g = torch.Generator().manual_seed(0)
+    per = [{k: torch.randint(0, 20, (n,), generator=g) if k == "rank" else torch.rand(n, generator=g)
+            for k in STAT_KEYS} for n in (3, 5)]
+    path = tmp_path / "scores.safetensors"
+    save_scores(path, per, ["a", "b"], {"n_examples": 2, "max_length": 96})
+    return path, per
+
+
+def test_score_file_round_trips_with_its_checksums(tmp_path):
+    path, per = _written(tmp_path)
+    cache = ScoreCache(path, expect={"n_examples": 2})
+    assert cache.ids == ["a", "b"] and len(cache) == 2 and "checksums" not in cache.provenance
+    for i, ex in enumerate(per):
+        for k in STAT_KEYS:
+            assert torch.equal(cache[i][k], ex[k].to(cache[i][k].dtype)), k
+
+
+def test_truncated_score_file_is_an_error_naming_the_path(tmp_path):
+    path, _ = _written(tmp_path)
+    data = path.read_bytes()
+    for cut in (len(data) - 7, 20):          # the columns cut short; the header itself cut short
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match=f"{path}: not a readable score file .*re-run `prift score`"):
+            ScoreCache(path)
+
+
+def test_score_file_with_a_zeroed_column_is_refused(tmp_path):
+    """Same size, same header, one column's bytes zeroed (a torn copy): the checksums written with the columns
+    catch it, naming the file and the column."""
+    import json
+    path, _ = _written(tmp_path)
+    data = bytearray(path.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    start, end = json.loads(data[8:8 + n])["prob"]["data_offsets"]
+    data[8 + n + start:8 + n + end] = bytes(end - start)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{path}: the columns \['prob'\] do not match the checksums"):
+        ScoreCache(path)
 
 
 def test_two_process_pass_equals_one_process(tiny_backbone, examples, tmp_path):

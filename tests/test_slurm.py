@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from prift import resources
+from prift.preflight import dataset_entries
 from tests.conftest import REPO
 
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
@@ -128,6 +129,9 @@ def tail(p) -> str:
 def _dry_run_paper(tmp_path, *extra):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["results"] = str(tmp_path / "results")     # the dry run writes the validated config under results/
+    for _, entry in dataset_entries(cfg):            # its local files, named relative to the repository: the dry
+        if entry.get("path"):                        # run's working directory is another (prift.preflight checks)
+            entry["path"] = str(REPO / entry["path"])
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(cfg))
     (tmp_path / "wd").mkdir()

@@ -11,11 +11,13 @@ from prift import config as C
 from prift import resources as R
 from prift.data import TOKENIZATION
 
-validate(config, "../schemas/config.schema.yaml")
+# prift's validation first: one line per problem (`config key '...': ...`), numbers written 2e-3 read as numbers, files
+# and batch sizes checked; Snakemake's own validation then only fills in the schema's defaults.
 try:
     config = C.validate(config)
 except C.ConfigError as e:
     raise WorkflowError(str(e))
+validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = str(C.results(config))
 # The CLI verbs read the same validated config, written once per content (so different configs never clash and a
