@@ -69,3 +69,25 @@ def pdflatex():
         pytest.skip(reason)
     assert p.returncode == 0, f"scripts/install-tex.sh: {reason}"
     return compile_tables
+
+
+def base_like_copy(src: Path, dst: Path) -> Path:
+    """A copy of a tiny backbone made to look like a base Qwen checkpoint: its end-of-sequence token is <|endoftext|>
+    (tokenizer, config and generation config), while the model, pre-trained on chat turns, ends its answers with
+    <|im_end|>, which is then no end of sequence for it."""
+    import json
+    import shutil
+    shutil.copytree(src, dst)
+    for name in ("tokenizer_config.json", "config.json", "generation_config.json"):
+        cfg = json.loads((dst / name).read_text())
+        if "eos_token" in cfg:
+            cfg["eos_token"] = "<|endoftext|>"
+        if "eos_token_id" in cfg:
+            cfg["eos_token_id"] = 0
+        (dst / name).write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def base_like(tiny_backbone, tmp_path_factory) -> Path:
+    return base_like_copy(tiny_backbone, tmp_path_factory.mktemp("base_like") / "tiny-base")

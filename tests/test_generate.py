@@ -110,23 +110,6 @@ def test_a_partial_file_of_another_model_or_setting_is_discarded(tiny_backbone, 
     assert read_jsonl(out) == read_jsonl(tmp_path / "clean.jsonl")
 
 
-@pytest.fixture(scope="module")
-def base_like(tiny_backbone, tmp_path_factory):
-    """The tiny backbone as a base Qwen checkpoint is: its end-of-sequence token is <|endoftext|> (tokenizer, config and
-    generation config), while the model, trained on chat turns, ends its answers with <|im_end|>."""
-    import shutil
-    out = tmp_path_factory.mktemp("base_like") / "tiny-base"
-    shutil.copytree(tiny_backbone, out)
-    for name in ("tokenizer_config.json", "config.json", "generation_config.json"):
-        cfg = json.loads((out / name).read_text())
-        if "eos_token" in cfg:
-            cfg["eos_token"] = "<|endoftext|>"
-        if "eos_token_id" in cfg:
-            cfg["eos_token_id"] = 0
-        (out / name).write_text(json.dumps(cfg))
-    return out
-
-
 def test_sampling_stops_where_the_harness_stops(base_like, tmp_path):
     """A model whose eos is <|endoftext|> but which ends its turn with <|im_end|>: with the harness's stops the text
     ends at <|im_end|> ("stop", the stop token not counted); without them the model writes on past its turn. The same

@@ -31,6 +31,20 @@ from prift.generate import generate
 def main():
     a = json.loads(sys.argv[1])
     problems = json.load(open(a["problems"]))
+    if a.get("stop_after"):   # a killed job: the backend stops after yielding this many prompts
+        from prift import generate as G
+        inner = G.BACKENDS["vllm"]
+        def stopping(*args, **kw):
+            for j, item in enumerate(inner(*args, **kw)):
+                if j == a["stop_after"]:
+                    raise KeyboardInterrupt
+                yield item
+        G.BACKENDS["vllm"] = stopping
+        try:
+            generate(a["model"], problems, a["out"], backend="vllm", log=lambda *_: None, **a["kw"])
+        except KeyboardInterrupt:
+            print("STATS {}")
+            return
     stats = generate(a["model"], problems, a["out"], backend="vllm", log=lambda *_: None, **a["kw"])
     print("STATS " + json.dumps(stats))
 
@@ -60,10 +74,11 @@ def vllm_python() -> str:
     return VLLM_PYTHON
 
 
-def _run_vllm(python: str, model: Path, problems_file: Path, out: Path, tmp: Path, **kw) -> dict:
+def _run_vllm(python: str, model: Path, problems_file: Path, out: Path, tmp: Path, stop_after: int = 0,
+              **kw) -> dict:
     driver = tmp / "drive_vllm.py"
     driver.write_text(DRIVER)
-    args = {"model": str(model), "problems": str(problems_file), "out": str(out), "kw": kw}
+    args = {"model": str(model), "problems": str(problems_file), "out": str(out), "kw": kw, "stop_after": stop_after}
     p = subprocess.run([python, str(driver), json.dumps(args)], capture_output=True, text=True, env=_vllm_env(),
                        cwd=tmp, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -126,3 +141,37 @@ def test_vllm_cpu_backend_matches_transformers_format(vllm_python, tiny_backbone
     for rows in (_read(out["hf", "sampled"]), _read(out["vllm", "sampled"])):
         for p in problems:
             assert len({r["text"] for r in rows if r["id"] == p["id"]}) == runs["sampled"]["n"], rows
+
+
+@pytest.mark.slow
+def test_vllm_cpu_stops_seeds_and_resume_as_the_transformers_backend(vllm_python, base_like, tmp_path):
+    """On a model whose eos is <|endoftext|> but which ends its turns with <|im_end|> (a base Qwen checkpoint's
+    case): both backends stop at the harness's stops with the same text, finish reason and token count (greedy);
+    without stops vLLM writes on past the turn too. Sampling: the same samples whatever the batching, and a killed
+    and resumed job writes the samples of an uninterrupted one."""
+    from prift.data import demo_math
+    from prift.generate import generate
+    problems = [{"id": f"q{i}", "problem": r["problem"]} for i, r in enumerate(demo_math("math500", 6))]
+    pf = tmp_path / "problems.json"
+    pf.write_text(json.dumps(problems))
+    greedy = dict(n=1, temperature=0.0, max_new_tokens=MAX_NEW, seed=0)
+    generate(str(base_like), problems, tmp_path / "hf.jsonl", backend="transformers", batch_size=8,
+             log=lambda *_: None, **greedy)
+    _run_vllm(vllm_python, base_like, pf, tmp_path / "vl.jsonl", tmp_path, max_model_len=512, dtype="float32",
+              **greedy)
+    _run_vllm(vllm_python, base_like, pf, tmp_path / "vl-free.jsonl", tmp_path, max_model_len=512,
+              dtype="float32", stop=[], stop_token_ids=[], **greedy)
+    hf, vl, free = (_read(tmp_path / f) for f in ("hf.jsonl", "vl.jsonl", "vl-free.jsonl"))
+    key = lambda r: (r["text"], r["finish_reason"], r["completion_tokens"])  # noqa: E731
+    assert [key(r) for r in hf] == [key(r) for r in vl]
+    assert any(f["completion_tokens"] > s["completion_tokens"] and f["text"].startswith(s["text"])
+               for s, f in zip(vl, free))
+    sampled = dict(n=3, temperature=1.0, top_p=0.9, max_new_tokens=MAX_NEW, seed=1, max_model_len=512,
+                   dtype="float32")
+    _run_vllm(vllm_python, base_like, pf, tmp_path / "big.jsonl", tmp_path, batch_size=64, **sampled)
+    _run_vllm(vllm_python, base_like, pf, tmp_path / "small.jsonl", tmp_path, batch_size=2, **sampled)
+    assert _read(tmp_path / "big.jsonl") == _read(tmp_path / "small.jsonl")
+    _run_vllm(vllm_python, base_like, pf, tmp_path / "res.jsonl", tmp_path, batch_size=2, stop_after=3, **sampled)
+    assert (tmp_path / "res.jsonl.partial").exists() and not (tmp_path / "res.jsonl").exists()
+    st = _run_vllm(vllm_python, base_like, pf, tmp_path / "res.jsonl", tmp_path, batch_size=2, **sampled)
+    assert st["resumed"] == 3 and _read(tmp_path / "res.jsonl") == _read(tmp_path / "small.jsonl")
