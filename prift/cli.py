@@ -373,6 +373,14 @@ def cmd_fetch(args):
     raw = C.read(args.config)
     C.validate(copy.deepcopy(raw))  # errors first; the overlay itself is keyed on the config as written
     assets = Fe.hub_assets(raw)
+    if args.pins_only:   # the commits alone, nothing downloaded: an overlay of revision: keys
+        overlay = Fe.pins(assets, log=log.info)
+        atomic_write_text(args.out, Fe.overlay_text(overlay, args.config, None))
+        log.info(f"{len(assets)} models and datasets pinned → {args.out} "
+                 f"(snakemake --profile slurm --configfile {args.config} {args.out})")
+        return
+    if not args.dest:
+        raise SystemExit("prift fetch: give --dest (where the copies go), or --pins-only")
     dest = Path(args.dest).resolve()
     if args.dry_run:
         for a in assets:
@@ -449,7 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s = verb("fetch", cmd_fetch, "download the config's hub models and datasets for offline compute nodes; writes "
              "a config overlay that points the DAG at the local copies")
-    s.add_argument("--dest", required=True, help="where the copies go (shared by the cluster's nodes)")
+    s.add_argument("--dest", help="where the copies go (shared by the cluster's nodes)")
+    s.add_argument("--pins-only", action="store_true", help="resolve every hub model and dataset to its commit and "
+                   "write an overlay of revision: keys alone (no download): the pins to keep beside a config")
     s.add_argument("--out", default="config/fetched.yaml", help="the overlay config (default: config/fetched.yaml)")
     s.add_argument("--dry-run", action="store_true", help="list what would be fetched and where; download nothing")
     s = verb("figures", cmd_figures, "the mechanism figures (Fig. 1a/1b/3a/3c) from the runs' drift probes, or one "

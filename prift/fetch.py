@@ -11,9 +11,16 @@ What is fetched (`hub_assets`): every backbone given by `hub:` (at its `revision
 repository has them) → `backbones.<b>.path`; every dataset entry given by `hub:` (domains' training sets, the RL
 prompts, Fig. 1c's reference data, ...) → a jsonl export of the split, cut to `limit` + the probes' held-out rows
 when the entry has a limit → `<entry>.path`; LiveCodeBench's release shards → `benchmarks.<b>.data.path`. Entries
-that already have `path:`, a generator or a DAG build are left alone. The overlay only adds `path:` keys (each
+that already have `path:`, a generator or a DAG build are left alone. The overlay adds `path:` keys (each
 overrides its entry's hub id), so the records, and every hash and table computed from them, are the same as when
-reading the hub. Downloads are resumable: a finished export is not fetched again, model snapshots are incremental.
+reading the hub, and `revision:` keys: the commit each copy was taken from (the entry's own `revision:` resolved to
+its commit; the newest commit for an entry that pins none), so that every run made from the copies names the
+weights and data it read (the rules' signatures and the runs' fingerprints include the backbone entries).
+Downloads are resumable: a finished export is not fetched again, model snapshots are incremental.
+
+`--pins-only` resolves the commits and writes an overlay of `revision:` keys alone, downloading nothing: the pins
+to keep beside a config (`snakemake --configfile config/config.yaml config/pins.yaml`), so that a later run of the
+same config reads the same weights and data from the hub.
 """
 from __future__ import annotations
 
@@ -98,6 +105,13 @@ def local_path(asset: Asset, dest: Path) -> Path:
 
 # ---- thin adapters around the hub libraries (network) --------------------------------------------------------------
 
+def _resolve_revision(kind: str, hub: str, revision: str | None) -> str:
+    """The commit sha of a hub repository at `revision` (a branch, tag or sha; None = the default branch)."""
+    from huggingface_hub import HfApi
+    info = HfApi().model_info if kind == "model" else HfApi().dataset_info
+    return info(hub, revision=revision).sha
+
+
 def _download_model(hub: str, revision: str | None, local_dir: Path) -> None:
     from huggingface_hub import HfApi, snapshot_download
     files = HfApi().list_repo_files(hub, revision=revision)
@@ -120,31 +134,59 @@ def _download_file(hub: str, filename: str, revision: str | None, local_dir: Pat
 
 # ---- fetch + overlay -----------------------------------------------------------------------------------------------
 
+def pins(assets: list[Asset], log: Callable[[str], None] = print) -> dict:
+    """The overlay of `revision:` keys: every asset's commit (its own revision resolved, else the newest)."""
+    overlay: dict = {}
+    for a in assets:
+        sha = _resolve_revision(a.kind, a.hub, a.revision)
+        log(f"{a.where}: {a.hub}{'@' + a.revision if a.revision else ''} = commit {sha}")
+        _set(overlay, a.keys, {"revision": sha})
+    return overlay
+
+
 def fetch(assets: list[Asset], dest: str | Path, log: Callable[[str], None] = print) -> dict:
-    """Download every asset under `dest` (skipping finished exports) and return the config overlay."""
+    """Download every asset under `dest` (skipping finished exports) at one resolved commit, and return the config
+    overlay (`path:` of the copy, `revision:` of its commit)."""
     from prift.data import write_jsonl
     from prift.livecodebench import release_shards
     dest = Path(dest).resolve()
     overlay: dict = {}
     for a in assets:
         path = local_path(a, dest)
+        sha = _resolve_revision(a.kind, a.hub, a.revision)
         if a.kind == "model":
-            log(f"{a.where}: model {a.hub}{'@' + a.revision if a.revision else ''} → {path}")
-            _download_model(a.hub, a.revision, path)
+            log(f"{a.where}: model {a.hub}@{sha} → {path}")
+            _download_model(a.hub, sha, path)
         elif a.kind == "lcb":
             shards = release_shards(a.version)
-            log(f"{a.where}: {a.hub} {a.version} ({len(shards)} shards) → {path}")
+            log(f"{a.where}: {a.hub}@{sha} {a.version} ({len(shards)} shards) → {path}")
+            fresh = _stamped(path) != sha   # shards of another commit are fetched again
             for shard in shards:
-                if not (path / shard).exists():
-                    _download_file(a.hub, shard, a.revision, path)
-        elif path.exists():
-            log(f"{a.where}: {path} already there")
+                if fresh or not (path / shard).exists():
+                    _download_file(a.hub, shard, sha, path)
+        elif path.exists() and _stamped(path) == sha:
+            log(f"{a.where}: {path} already there (commit {sha})")
         else:
-            log(f"{a.where}: dataset {a.hub} [{a.split}]{f' first {a.rows} rows' if a.rows else ''} → {path}")
-            rows = _dataset_rows(a.hub, a.name, a.split, a.revision, a.rows)
+            log(f"{a.where}: dataset {a.hub}@{sha} [{a.split}]{f' first {a.rows} rows' if a.rows else ''} → {path}")
+            rows = _dataset_rows(a.hub, a.name, a.split, sha, a.rows)
             write_jsonl(path, (json.loads(json.dumps(r, default=str)) for r in rows))  # dates etc. as strings
-        _set(overlay, a.keys, {"path": str(path)})
+        _stamp(path, sha)
+        _set(overlay, a.keys, {"path": str(path), "revision": sha})
     return overlay
+
+
+def _stamp_file(path: Path) -> Path:
+    return path.with_name(path.name + ".revision")
+
+
+def _stamp(path: Path, sha: str) -> None:
+    """Record beside a copy the commit it was taken from."""
+    _stamp_file(path).write_text(sha + "\n")
+
+
+def _stamped(path: Path) -> str | None:
+    f = _stamp_file(path)
+    return f.read_text().strip() if f.exists() else None
 
 
 def _set(tree: dict, keys: tuple[str, ...], value: dict) -> None:
@@ -154,8 +196,10 @@ def _set(tree: dict, keys: tuple[str, ...], value: dict) -> None:
     node.update(value)
 
 
-def overlay_text(overlay: dict, config_path: str, dest: str | Path) -> str:
-    head = (f"# Written by `prift fetch --config {config_path} --dest {dest}`: local copies of the config's hub models\n"
-            f"# and datasets. Use it after the config it was made from:\n"
+def overlay_text(overlay: dict, config_path: str, dest: str | Path | None) -> str:
+    what = (f"--dest {dest}`: local copies of the config's hub models\n# and datasets, with the commit each was taken"
+            f" from" if dest is not None else "--pins-only`: the commit of each of the config's\n# hub models and "
+                                               "datasets")
+    head = (f"# Written by `prift fetch --config {config_path} {what}. Use it after the config it was made from:\n"
             f"#   snakemake --profile slurm --configfile {config_path} <this file>\n")
     return head + yaml.safe_dump(overlay, sort_keys=False, allow_unicode=True)

@@ -391,3 +391,36 @@ def test_dry_run_reads_exponent_floats_as_numbers(tmp_path):
     import json
     (used,) = (tmp_path / "results" / ".config").glob("*.json")
     assert json.loads(used.read_text())["training"]["math"]["lr"] == 0.002
+
+
+def test_paper_config_holds_the_protocol_values():
+    """docs/protocol.md: the values of the paper's protocol (the paper, the authors' code, the Qwen2.5-Math harness,
+    ASFT's medical setup, verl 0.4's DAPO) as the paper config states them."""
+    cfg = C.validate(_load("config.yaml"))
+    g = cfg["generation"]
+    assert (g["n"], g["temperature"], g["top_p"], g["max_new_tokens"], g["prompt"]) == (16, 1.0, 1.0, 4096, "harness")
+    assert g["stop"] == ["</s>", "<|im_end|>", "<|endoftext|>"] and g["stop_token_ids"] == "auto"
+    assert cfg["evaluation"]["k"] == 16
+    code = {b: cfg["benchmarks"][b]["generation"] for b in ("humaneval_plus", "mbpp_plus", "lcb_v5", "lcb_v6")}
+    assert code == {"humaneval_plus": {"n": 1, "temperature": 0.0, "max_new_tokens": 768},
+                    "mbpp_plus": {"n": 1, "temperature": 0.0, "max_new_tokens": 768},
+                    "lcb_v5": {"n": 1, "temperature": 0.0, "max_new_tokens": 4096},
+                    "lcb_v6": {"n": 1, "temperature": 0.0, "max_new_tokens": 4096}}
+    assert {b: cfg["backbones"][b].get("max_model_len") for b in ("qwen2.5-math-7b", "qwen2.5-math-1.5b")} == {
+        "qwen2.5-math-7b": 4096, "qwen2.5-math-1.5b": 4096}
+    math, med = cfg["training"]["math"], cfg["training"]["medical"]
+    assert (math["epochs"], math["global_batch_size"], math["lr"], math["max_length"], math["loss_norm"]) == (
+        1, 256, 5e-5, 2048, "micro_batch")
+    assert (med["epochs"], med["global_batch_size"], med["lr"], med["max_length"]) == (1, 64, 2e-5, 512)
+    assert all(r["loss_norm"] == "micro_batch" for r in cfg["training"].values())
+    assert cfg["domains"]["math"]["train"] == {"hub": "AI-MO/NuminaMath-CoT", "split": "train", "limit": 100000}
+    m = cfg["methods"]
+    assert m["talr"]["params"] == {"tau": "adaptive", "w_min": 0.01} and m["talr-pt"]["source"] == "pretrained"
+    assert m["asft"]["asft_beta"] == 0.05 and m["idft"]["params"] == {"b": 1.0}
+    assert m["prift-mass"]["params"] == {"tau": 0.5} and cfg["scoring"]["topk"] == 20   # EAFT's K = 20
+    assert [m[f"kd-beta{b}"]["kd_beta"] for b in ("0.00", "0.25", "0.50", "0.75", "1.00")] == [0, 0.25, 0.5, 0.75, 1]
+    r = cfg["rl"]["recipe"]
+    assert (r["epsilon"], r["epsilon_high"], r["kl_coef"], r["lr"], r["prompt_batch_size"], r["mini_batch_size"],
+            r["on_exhausted"], r["importance_sampling_correction"]) == (0.2, 0.28, 0.01, 1e-6, 128, 32, "error", False)
+    assert {b: v["rollouts_per_prompt"] for b, v in cfg["rl"]["backbones"].items()} == {
+        "qwen2.5-math-1.5b": 32, "qwen3-8b-base": 16}

@@ -11,6 +11,7 @@ import sys
 import pytest
 import yaml
 
+from prift import cli
 from prift import config as C
 from prift import data as D
 from prift import fetch as Fe
@@ -67,6 +68,14 @@ def fake_hub(monkeypatch, shared_data):
         local_dir.mkdir(parents=True, exist_ok=True)
         (local_dir / filename).write_text("")
 
+    head = {"commit": "a"}   # the hub's newest commit letter: a test moves it
+
+    def resolve(kind, hub, revision):
+        calls.setdefault("resolve", []).append((kind, hub, revision))
+        return revision or head["commit"] * 40   # a pinned revision is already a commit here
+
+    calls["head"] = head
+    monkeypatch.setattr(Fe, "_resolve_revision", resolve)
     monkeypatch.setattr(Fe, "_dataset_rows", rows_of)
     monkeypatch.setattr(Fe, "_download_model", model)
     monkeypatch.setattr(Fe, "_download_file", file)
@@ -80,7 +89,10 @@ def test_fetch_writes_copies_and_an_overlay_the_config_accepts(fake_hub, tmp_pat
     raw["domains"]["medical-lowdata"]["train"]["limit"] = 1000
     assets = Fe.hub_assets(raw)
     overlay = Fe.fetch(assets, tmp_path / "hub", log=lambda *_: None)
-    assert len(calls["model"]) == 9 and ("meta-llama/Llama-2-7b-hf", None) in calls["model"]
+    assert len(calls["model"]) == 9 and ("meta-llama/Llama-2-7b-hf", "a" * 40) in calls["model"]
+    # every copy names the commit it was taken from (the rules' signatures and the runs' fingerprints read it)
+    assert overlay["backbones"]["llama-2-7b"]["revision"] == "a" * 40
+    assert overlay["domains"]["math"]["train"]["revision"] == "a" * 40
     # LiveCodeBench: release_v6's shards once each (release_v5's are among them), in one directory
     assert sorted(calls["file"]) == sorted(release_shards("release_v6"))
     lcb5 = overlay["benchmarks"]["lcb_v5"]["data"]["path"]
@@ -103,6 +115,22 @@ def test_fetch_writes_copies_and_an_overlay_the_config_accepts(fake_hub, tmp_pat
     n = len(calls["dataset"])
     Fe.fetch(assets, tmp_path / "hub", log=lambda *_: None)
     assert len(calls["dataset"]) == n
+    # once the hub has moved, an export of an unpinned entry is taken again at the new commit, and says so
+    calls["head"]["commit"] = "b"
+    again = Fe.fetch(assets, tmp_path / "hub", log=lambda *_: None)
+    assert len(calls["dataset"]) == 2 * n and again["domains"]["math"]["train"]["revision"] == "b" * 40
+
+
+def test_pins_only_resolves_every_commit_and_downloads_nothing(fake_hub, tmp_path):
+    calls, _ = fake_hub
+    out = tmp_path / "pins.yaml"
+    assert cli.main(["fetch", "--config", str(PAPER), "--pins-only", "--out", str(out)]) == 0
+    pins = yaml.safe_load(out.read_text())
+    assert not calls["model"] and not calls["dataset"] and not calls["file"]
+    assert pins["backbones"]["qwen2.5-math-7b"] == {"revision": "a" * 40}
+    assert set(pins["backbones"]) == set(C.read(PAPER)["backbones"])
+    cfg = C.validate(C.deep_merge(C.read(PAPER), pins))      # the pins overlay keeps the config valid
+    assert cfg["backbones"]["llama-2-7b"]["revision"] == "a" * 40
 
 
 def test_cli_dry_run_lists_and_writes_nothing(tmp_path):

@@ -286,6 +286,6 @@ def test_fig1c_reduced_real_run(tmp_path, tiny_backbone):
     down = json.loads((res / "sft" / "math" / "tiny" / "prift-prob@ref=dft64" / "final" / "prift_run.json").read_text())
     n_train = len((res / "data" / "math" / "train.jsonl").read_text().splitlines())  # 96 less benchmark overlap
     assert down["scores_path"].endswith("scores/tiny+dft@64/tiny/math.safetensors") and down["n_examples"] == n_train
-    assert (res / "scores" / "tiny" / "math.safetensors").exists()  # the pretrained point
+    assert (res / "scores" / "tiny" / "tiny" / "math.safetensors").exists()  # the pretrained point
     means = F.metric_means(C.figure_inputs(C.validate(yaml.safe_load(path.read_text())), "fig1c"), "avg@2")
     assert set(means) == {"prift-prob", "prift-prob@ref=dft64", "dft"} and all(0 <= v <= 100 for v in means.values())

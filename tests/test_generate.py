@@ -186,3 +186,22 @@ def test_harness_prompt_is_one_string_for_every_backbone(tiny_backbone, tmp_path
 def test_greedy_needs_one_sample(tiny_backbone, tmp_path):
     with pytest.raises(ValueError, match="n: 1"):
         generate(str(tiny_backbone), _problems(1), tmp_path / "g.jsonl", n=2, temperature=0.0, log=_quiet)
+
+
+def test_prompts_are_encoded_as_vllm_encodes_text_and_fit_the_positions(tiny_backbone):
+    """Both backends take the prompt ids vLLM makes from a text prompt: the tokenizer's default special tokens (a BOS
+    for LLaMA-style tokenizers such as DeepSeekMath's, none for Qwen's); a prompt's budget keeps prompt + completion
+    within the model's positions (Qwen2.5-Math: 4,096), and a prompt that leaves no room is an error naming it."""
+    from prift.backbone import load_tokenizer
+    from prift.generate import budgets, encode_prompts
+    from tests.test_data import sentencepiece_tokenizer
+    sp = sentencepiece_tokenizer()
+    (ids,) = encode_prompts(sp, ["Answer: A"])
+    assert ids[0] == sp.bos_token_id and ids[1:] == sp("Answer: A", add_special_tokens=False)["input_ids"]
+    qwen_like = load_tokenizer(str(tiny_backbone))
+    (ids,) = encode_prompts(qwen_like, ["<|im_start|>user\nhi<|im_end|>\n"])
+    assert ids == qwen_like("<|im_start|>user\nhi<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    assert budgets([[0] * 100, [0] * 3990], ["a", "b"], 4096, 4096) == [3996, 106]
+    assert budgets([[0] * 100], ["a"], 4096, None) == [4096]
+    with pytest.raises(ValueError, match="problem 'b': its prompt of 4096 tokens leaves no room"):
+        budgets([[0] * 10, [0] * 4096], ["a", "b"], 4096, 4096)
