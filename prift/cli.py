@@ -359,7 +359,7 @@ def cmd_costs(args):
     from prift import costs, tables as T
     root = Path(args.benchmarks)
     paths = sorted(root.rglob("*.tsv")) if root.exists() else []
-    frame = costs.aggregate(paths, root, costs.parse_gpus(args.gpus or []))
+    frame = costs.aggregate(paths, root, costs.parse_gpus(args.gpus or []), results=args.results)
     T.atomic_write_text(args.out, costs.to_csv_text(frame))
     log.info(f"{len(paths)} benchmark files → {args.out}")
 
@@ -454,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("costs", cmd_costs, "cost of each stage (wall time, max RSS, GPU-hours) from Snakemake benchmark files")
     s.add_argument("--benchmarks", required=True, help="the benchmarks root: <results>/benchmarks/<stage>/...tsv")
     s.add_argument("--gpus", nargs="*", help="STAGE=N: GPUs one job of the stage requests (default 0)")
+    s.add_argument("--results", help="the results root: disk held by each stage's outputs (column disk_gb)")
     s.add_argument("--out", required=True)
     s = verb("fetch", cmd_fetch, "download the config's hub models and datasets for offline compute nodes; writes "
              "a config overlay that points the DAG at the local copies")

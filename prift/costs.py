@@ -1,8 +1,10 @@
-"""The cost of each stage, from Snakemake's `benchmark:` files: jobs, wall time, max RSS and GPU-hours per stage.
+"""The cost of each stage, from Snakemake's `benchmark:` files: jobs, wall time, max RSS, GPU-hours and disk per stage.
 
 A benchmark file is a TSV written by Snakemake for one job (one line per repeat; columns s, h:m:s, max_rss, ...;
 memory in MB, "NA" where the platform does not measure it). Its stage is the first folder under the benchmarks root
 (results/benchmarks/<rule>/...), i.e. the rule. GPU-hours = wall hours × the GPUs one job of the stage requests.
+Disk: what a job's output holds now (results/<output folder of the stage>/<the job's wildcards>, a directory - a run,
+with any trainer checkpoints kept beside its final model - or the files of that name), summed over the stage's jobs.
 """
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-COLUMNS = ("stage", "jobs", "wall_h", "longest_job_h", "max_rss_mb", "gpus_per_job", "gpu_hours")
+COLUMNS = ("stage", "jobs", "wall_h", "longest_job_h", "max_rss_mb", "gpus_per_job", "gpu_hours", "disk_gb")
 TOTAL = "total"
+# where each stage's jobs write, under the results root (the rules' output paths: <folder>/<wildcards...>[.suffix])
+OUTPUT_FOLDER = {"build_backbone": "backbones", "score": "scores", "sft": "sft", "rl": "rl", "generate": "samples",
+                 "grade": "grades", "grade_mcq": "grades", "metrics": "metrics"}
 
 
 def read_benchmark(path: Path | str) -> tuple[float, float]:
@@ -47,25 +52,43 @@ def gpus_of_job(path: Path | str, root: Path | str, gpus: Mapping[str, float]) -
     return float(gpus.get(stage, 0))
 
 
-def aggregate(paths: Iterable[Path | str], root: Path | str, gpus: Mapping[str, float]) -> pd.DataFrame:
+def job_disk_bytes(path: Path | str, root: Path | str, results: Path | str) -> float:
+    """Bytes a job's output holds now (see the module doc); NaN for a stage whose outputs are not tracked."""
+    stage = stage_of(path, root)
+    if stage not in OUTPUT_FOLDER:
+        return math.nan
+    rel = Path(path).resolve().relative_to(Path(root).resolve() / stage).with_suffix("")
+    out = Path(results) / OUTPUT_FOLDER[stage] / rel
+    if out.is_dir():
+        return float(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()))
+    return float(sum(f.stat().st_size for f in out.parent.glob(out.name + ".*") if f.is_file()))
+
+
+def aggregate(paths: Iterable[Path | str], root: Path | str, gpus: Mapping[str, float],
+              results: Path | str | None = None) -> pd.DataFrame:
     """One row per stage (sorted by name) and a final 'total' row. GPU-hours are summed per job (wall hours × that
-    job's GPUs, see gpus_of_job); gpus_per_job lists the distinct requests of the stage ('1/4' when they differ)."""
-    per_stage: dict[str, list[tuple[float, float, float]]] = {}
+    job's GPUs, see gpus_of_job); gpus_per_job lists the distinct requests of the stage ('1/4' when they differ);
+    disk_gb (with `results`, the results root) sums what the stage's jobs' outputs hold."""
+    per_stage: dict[str, list[tuple[float, float, float, float]]] = {}
     for p in sorted(map(str, paths)):
-        per_stage.setdefault(stage_of(p, root), []).append((*read_benchmark(p), gpus_of_job(p, root, gpus)))
+        disk = job_disk_bytes(p, root, results) if results is not None else math.nan
+        per_stage.setdefault(stage_of(p, root), []).append((*read_benchmark(p), gpus_of_job(p, root, gpus), disk))
     rows = []
     for stage, jobs in sorted(per_stage.items()):
-        walls = [w for w, _, _ in jobs]
-        rss = [r for _, r, _ in jobs if not math.isnan(r)]
+        walls = [w for w, _, _, _ in jobs]
+        rss = [r for _, r, _, _ in jobs if not math.isnan(r)]
+        disks = [d for _, _, _, d in jobs if not math.isnan(d)]
         rows.append({"stage": stage, "jobs": len(jobs), "wall_h": sum(walls) / 3600,
                      "longest_job_h": max(walls) / 3600, "max_rss_mb": max(rss) if rss else math.nan,
-                     "gpus_per_job": "/".join(f"{g:g}" for g in sorted({g for _, _, g in jobs})),
-                     "gpu_hours": sum(w * g for w, _, g in jobs) / 3600})
+                     "gpus_per_job": "/".join(f"{g:g}" for g in sorted({g for _, _, g, _ in jobs})),
+                     "gpu_hours": sum(w * g for w, _, g, _ in jobs) / 3600,
+                     "disk_gb": sum(disks) / 1e9 if disks else math.nan})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if len(frame):
         total = {"stage": TOTAL, "jobs": frame.jobs.sum(), "wall_h": frame.wall_h.sum(),
                  "longest_job_h": frame.longest_job_h.max(), "max_rss_mb": frame.max_rss_mb.max(),
-                 "gpus_per_job": "", "gpu_hours": frame.gpu_hours.sum()}
+                 "gpus_per_job": "", "gpu_hours": frame.gpu_hours.sum(),
+                 "disk_gb": frame.disk_gb.sum(min_count=1)}
         frame = pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
     return frame
 
@@ -80,7 +103,8 @@ def to_csv_text(frame: pd.DataFrame) -> str:
         **{k: [fmt(float(v), ".4f") for v in frame[k]] for k in ("wall_h", "longest_job_h")},
         "max_rss_mb": [fmt(float(v), ".0f") for v in frame.max_rss_mb],
         "gpus_per_job": list(frame.gpus_per_job),
-        "gpu_hours": [fmt(float(v), ".4f") for v in frame.gpu_hours]}, columns=list(COLUMNS))
+        "gpu_hours": [fmt(float(v), ".4f") for v in frame.gpu_hours],
+        "disk_gb": [fmt(float(v), ".4f") for v in frame.disk_gb]}, columns=list(COLUMNS))
     buf = io.StringIO()
     shown.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()

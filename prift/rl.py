@@ -115,6 +115,8 @@ class RLRecipe:
                                         # a shared 2-core machine); None leaves torch's default
     save_steps: int = 10                # RL steps between checkpoints
     save_total_limit: int = 2
+    save_dtype: str = "auto"            # the final model's dtype: auto = bfloat16 for a bf16 run on GPU, else float32
+    keep_checkpoints: bool = False      # keep the trainer checkpoints once the final model is published
     seed: int = 42
 
     @classmethod
@@ -141,6 +143,8 @@ class RLRecipe:
         if self.dynamic_sampling and self.prompt_batch_size % world_size:
             raise ValueError(f"dynamic sampling keeps whole prompt groups on each process: prompt_batch_size="
                              f"{self.prompt_batch_size} must be a multiple of the {world_size} processes")
+        if self.save_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"save_dtype must be auto, float32, bfloat16 or float16, not {self.save_dtype!r}")
         if self.on_exhausted not in ("error", "mask"):
             raise ValueError(f"on_exhausted must be 'error' (verl) or 'mask', not {self.on_exhausted!r}")
         if self.filter_metric not in ("acc", "reward"):
@@ -604,7 +608,7 @@ def vllm_args(recipe: RLRecipe) -> dict:
 
 
 # recipe keys that change no weight: left out of the run's fingerprint
-RL_OPERATIONAL = ("save_steps", "save_total_limit", "cpu_threads")
+RL_OPERATIONAL = ("save_steps", "save_total_limit", "cpu_threads", "keep_checkpoints")
 
 
 def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recipe: RLRecipe,
@@ -718,8 +722,11 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
                "optimizer_steps": trainer.state.global_step, "grpo_config": bm, "world_size": world,
                "use_vllm": use_vllm, "train_loss": result.training_loss, "resumed_from": resume,
                "seconds": round(time.time() - t0, 1), "fingerprint": fp,
+               "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, bool(recipe.bf16 and cuda)),
                "final_reward": step_logs[-1].get("reward") if step_logs else None}
     if main:
+        runs.finish_run(tmp, ckpt_dir, save_dtype=summary["save_dtype"], keep_checkpoints=recipe.keep_checkpoints,
+                        log=log)
         tok.save_pretrained(str(tmp))
         (tmp / "train_log.json").write_text(json.dumps(history, indent=1))
         (tmp / "prift_run.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from prift import weighting as W
+from prift import runs
 from prift.runs import last_checkpoint
 
 # Online statistics that come out of the chunked log-prob kernel itself (no extra pass over the vocabulary).
@@ -132,9 +133,12 @@ class Recipe:
     max_truncated_frac: float = 0.05 # stop when more examples are cut by max_length (prift.data.check_lengths)
     max_empty_frac: float = 0.01     # stop when more examples have an empty response
     after_nan: str = "stop"          # a rerun after a non-finite-loss stop: stop | resume | restart (prift.runs)
+    save_dtype: str = "auto"         # the final model's dtype: auto = the training dtype (bf16 runs: bfloat16)
+    keep_checkpoints: bool = False   # keep the trainer checkpoints once the final model is published
 
-    # recipe keys that change no weight: left out of the run's fingerprint (a change resumes, it does not retrain)
-    OPERATIONAL = ("save_steps", "logging_steps", "max_truncated_frac", "max_empty_frac", "after_nan")
+    # recipe keys that change no trained weight: left out of the run's fingerprint (a change resumes, never retrains)
+    OPERATIONAL = ("save_steps", "logging_steps", "max_truncated_frac", "max_empty_frac", "after_nan",
+                   "keep_checkpoints")
 
     @classmethod
     def from_config(cls, spec: dict) -> "Recipe":
@@ -144,6 +148,7 @@ class Recipe:
         if r.loss_norm not in ("micro_batch", "global_tokens"):
             raise ValueError(f"training recipe: loss_norm must be 'micro_batch' or 'global_tokens', not "
                              f"{r.loss_norm!r}")
+        runs.resolve_save_dtype(r.save_dtype, False)   # a known name
         if r.after_nan not in ("stop", "resume", "restart"):
             raise ValueError(f"training recipe: after_nan must be 'stop', 'resume' or 'restart', not {r.after_nan!r}")
         return r
@@ -597,7 +602,6 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     checkpoint directory."""
     from datasets import Dataset
     from trl import SFTConfig
-    from prift import runs
     from prift.backbone import load_model, load_tokenizer
     from prift.data import TOKENIZATION, check_lengths, dataset_hash, length_report, tokenize_all, tokenizer_hash
     from prift.scoring import ScoreCache
@@ -695,8 +699,11 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
                "model_path": model_path, "scores_path": str(scores_path) if scores_path else None,
                "n_examples": len(examples), "data": lengths, "global_steps": trainer.state.global_step,
                "train_loss": result.training_loss, "resumed_from": resume, "seconds": round(time.time() - t0, 1),
-               "grad_accum": accum, "world_size": world, "fused_head": trainer.fused, "fingerprint": fp}
+               "grad_accum": accum, "world_size": world, "fused_head": trainer.fused, "fingerprint": fp,
+               "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, use_bf16)}
     if main:
+        runs.finish_run(tmp, ckpt_dir, save_dtype=summary["save_dtype"], keep_checkpoints=recipe.keep_checkpoints,
+                        log=log)
         tok.save_pretrained(str(tmp))
         (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         (tmp / "prift_run.json").write_text(json.dumps(summary, indent=2, default=str))

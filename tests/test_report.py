@@ -49,6 +49,25 @@ def test_costs_per_stage_and_gpu_hours(bench_tree):
     total = frame.loc["total"]
     assert total.jobs == 4 and total.wall_h == pytest.approx((3600 + 1800 + 360 + 36) / 3600)
     assert total.gpu_hours == pytest.approx(8.1) and total.max_rss_mb == 3000
+    assert math.isnan(total.disk_gb)                                     # no results root given
+
+
+def test_costs_disk_per_stage_is_what_the_jobs_outputs_hold(bench_tree, tmp_path):
+    """Disk per stage: a run's directory (final model and any checkpoints kept beside it), a sample file."""
+    res = tmp_path / "results"
+    (res / "sft" / "math" / "tiny" / "sft" / "final").mkdir(parents=True)
+    (res / "sft" / "math" / "tiny" / "sft" / "final" / "model.safetensors").write_bytes(b"x" * 3000)
+    (res / "sft" / "math" / "tiny" / "sft" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (res / "sft" / "math" / "tiny" / "sft" / "checkpoints" / "checkpoint-1" / "optimizer.pt").write_bytes(b"x" * 6000)
+    (res / "sft" / "math" / "big" / "dft").mkdir(parents=True)
+    (res / "sft" / "math" / "big" / "dft" / "model.safetensors").write_bytes(b"x" * 1000)
+    (res / "samples" / "math" / "tiny" / "sft").mkdir(parents=True)
+    (res / "samples" / "math" / "tiny" / "sft" / "math500.jsonl").write_bytes(b"x" * 500)
+    (res / "samples" / "math" / "tiny" / "sft" / "math500x.jsonl").write_bytes(b"x" * 7)   # another job's
+    frame = costs.aggregate(sorted(bench_tree.rglob("*.tsv")), bench_tree, {}, results=res).set_index("stage")
+    assert frame.loc["sft", "disk_gb"] == pytest.approx(10_000 / 1e9)
+    assert frame.loc["generate", "disk_gb"] == pytest.approx(500 / 1e9)
+    assert frame.loc["total", "disk_gb"] == pytest.approx(10_500 / 1e9)
 
 
 def test_costs_verb_writes_the_csv_and_names_bad_files(bench_tree, tmp_path):

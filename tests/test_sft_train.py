@@ -193,7 +193,8 @@ def test_a_changed_config_retrains_from_step_zero_and_the_same_config_resumes(ti
 
     def run(out, p, **kw):
         return _run(tiny_backbone, out, 16, ["pm", {"rule": "mass", "source": "pretrained", "params": {"tau": p["tau"]}}],
-                    _recipe(epochs=2, global_batch_size=8, lr=p["lr"], save_steps=1), scores=scores16, **kw)
+                    _recipe(epochs=2, global_batch_size=8, lr=p["lr"], save_steps=1, keep_checkpoints=True),
+                    scores=scores16, **kw)
 
     out = tmp_path / "run" / "final"
     if when == "finished":
@@ -464,3 +465,26 @@ def test_kd_with_beta_zero_loads_no_teacher(tiny_backbone, scores16, tmp_path):
         _run(tiny_backbone, tmp_path / "kd1" / "final", 16, ["kd1", {"rule": "prob", "source": "reference",
                                                                     "kd_beta": 0.5}], r, scores=scores16,
              ref_model_path=str(tmp_path / "no-teacher-here"))
+
+
+def test_final_model_in_the_save_dtype_and_checkpoints_removed_once_published(tiny_backbone, tmp_path):
+    """Disk that fits a quota: the published model in the save dtype (the training dtype by default: bfloat16 for the
+    paper's bf16 runs), loadable; the trainer checkpoints (optimizer state) removed once it is published, unless
+    kept."""
+    import torch
+    from prift.backbone import load_model
+    logs = []
+    s = _run(tiny_backbone, tmp_path / "a" / "final", 16, ["dft", {"rule": "prob"}],
+             _recipe(save_steps=1, save_dtype="bfloat16"), log=logs.append)
+    out = tmp_path / "a" / "final"
+    assert s["save_dtype"] == "bfloat16" and not (tmp_path / "a" / "checkpoints").exists()
+    assert any("removed the trainer checkpoints" in line for line in logs)
+    assert {t.dtype for t in _weights(out).values()} == {torch.bfloat16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    m = load_model(str(out), dtype="float32")
+    assert next(m.parameters()).dtype == torch.float32
+    # float32 on CPU by default (no bf16 training here), checkpoints kept when asked
+    s = _run(tiny_backbone, tmp_path / "b" / "final", 16, ["dft", {"rule": "prob"}],
+             _recipe(save_steps=1, keep_checkpoints=True))
+    assert s["save_dtype"] == "float32" and last_checkpoint(tmp_path / "b" / "checkpoints") is not None
+    assert {t.dtype for t in _weights(tmp_path / "b" / "final").values()} == {torch.float32}

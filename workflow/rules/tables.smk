@@ -53,7 +53,7 @@ rule compare:
 
 
 rule costs:
-    """Wall time, max RSS and GPU-hours per stage from the benchmark files of every job upstream of the tables."""
+    """Wall time, max RSS, GPU-hours and disk per stage from the benchmark files of every job upstream of the tables."""
     input:
         [f"{RESULTS}/tables/{t}.csv" for t in config["tables"]],
     output:
@@ -66,7 +66,7 @@ rule costs:
         f"{RESULTS}/logs/tables/costs.log",
     shell:
         "{PRIFT} costs --config {CONFIG_FILE} --benchmarks {RESULTS}/benchmarks --gpus {params.gpus}"
-        " --out {output} > {log} 2>&1"
+        " --results {RESULTS} --out {output} > {log} 2>&1"
 
 
 localrules:
