@@ -382,7 +382,8 @@ NESTED_1_4MB = "\\boxed{" * 200_000 + "5" + "}" * 200_000    # 1.4 MB, balanced
 MANY_1_4MB = "\\boxed{1} " * 140_000 + "so \\boxed{5}."        # 1.4 MB, 140,001 boxes
 
 
-@pytest.mark.parametrize("text", [NESTED_4000, NESTED_1_4MB, MANY_1_4MB], ids=["nested_4000", "nested_1.4MB", "many_1.4MB"])
+@pytest.mark.parametrize("text", [NESTED_4000, NESTED_1_4MB, MANY_1_4MB],
+                         ids=["nested_4000", "nested_1.4MB", "many_1.4MB"])
 def test_last_boxed_scans_one_brace_group(text, monkeypatch):
     """Linear extraction: the boxes are tried from the last, so one brace scan decides (quadratic before: one scan
     per box, 6.6 s for 4,000 nested boxes)."""
