@@ -346,6 +346,10 @@ def grade_lcb(code: str, problem: dict, *, timeout: float = TEST_TIMEOUT_S,
         setup = {"code": code, "mode": mode, "fn_name": fn_name, "timeout": timeout, "memory_bytes": memory_bytes,
                  **sandbox.disk_setup()}
         proc.stdin.write((json.dumps(setup) + "\n").encode())
+        proc.stdin.flush()
+        ready = _readline(proc, buf, 120)
+        if ready is None or "ready" not in json.loads(ready):
+            raise RuntimeError(f"sandbox runner did not start: {(ready or b'no answer').decode(errors='replace')}")
         for k, t in enumerate(tests):
             proc.stdin.write((json.dumps({"input": t["input"]}) + "\n").encode())
             proc.stdin.flush()

@@ -15,10 +15,10 @@ plain data; it stops there).  The parent times each answer and compares it; it k
 enough.
 
 ``serve WORKDIR`` (LiveCodeBench): reads one JSON setup line ``{code, mode, fn_name, timeout, memory_bytes,
-file_bytes, disk_bytes, tmpfs, max_created, output_cap}`` and then one JSON line per test input, runs each test in a
-fresh confined child forked from here (a tmpfs of ``disk_bytes`` over WORKDIR holds every test's files) and answers
-one JSON line per test: ``{status, seconds, stdout, stderr, result}`` (``result``: the return value in plain data,
-call mode).
+file_bytes, disk_bytes, tmpfs, max_created, output_cap}``, says ``{"ready": true}`` (or ``{"setup_error": ...}``),
+then reads one JSON line per test input, runs each test in a fresh confined child forked from here (a tmpfs of
+``disk_bytes`` over WORKDIR holds every test's files) and answers one JSON line per test: ``{status, seconds,
+stdout, stderr, result}`` (``result``: the return value in plain data, call mode).
 
 ``probe DIR``: exits 0 when a tmpfs can be mounted over DIR here (the parent's capability probe).
 """
@@ -264,7 +264,14 @@ def serve(workdir: str) -> None:
     setup = json.loads(sys.stdin.readline())
     timeout = float(setup.get("timeout", 6))
     cap = int(setup.get("output_cap", 16 * 1024 ** 2))
-    workdir = _prepare_root(workdir, setup)
+    try:
+        workdir = _prepare_root(workdir, setup)
+    except OSError as e:
+        sys.stdout.write(json.dumps({"setup_error": f"{type(e).__name__}: {e}"}) + "\n")
+        sys.stdout.flush()
+        sys.exit(3)
+    sys.stdout.write('{"ready": true}\n')
+    sys.stdout.flush()
     import ctypes  # noqa: F401  (so that the confined child never needs to dlopen for it)
     for line in sys.stdin:
         if not line.strip():
