@@ -11,20 +11,29 @@ blocks the last one that defines the entry point is taken (else the last block; 
 no fence at all: the whole text), and evalplus's ``sanitize(code, entry_point)`` keeps the imports and the
 definitions the entry point depends on -- what evalplus's codegen stores as the sample's ``solution``.
 
-Evaluation (:func:`evaluate_evalplus`): a subprocess runs ``evalplus.evaluate.evaluate`` with
-HUMANEVAL_OVERRIDE_PATH / MBPP_OVERRIDE_PATH set before evalplus is imported (pointing at an uncompressed copy of the
-shared data file, restricted to the problems that have samples), in a fresh directory, so no stale
-``*_eval_results.json`` can be reused; the ground-truth outputs are cached by evalplus (keyed by the data file's
-md5) under ``cache_dir`` and computed under a file lock.  Every sample runs in evalplus's forked worker after
-evalplus's ``reliability_guard`` and then :func:`prift.sandbox.confine` (Landlock, seccomp, audit hook), inside its
-own temporary directory, and the subprocess sits in an empty network namespace where possible.  Verdicts are
-evalplus's: ``base`` = base tests passed, ``plus`` = base and extra tests passed (evalplus's "humaneval+" /
-"mbpp+" pass@1, the paper's numbers).
+Evaluation (:func:`evaluate_evalplus`): a grader subprocess loads the problems and the ground truth with evalplus's
+own loaders (HUMANEVAL_OVERRIDE_PATH / MBPP_OVERRIDE_PATH set before evalplus is imported, pointing at an
+uncompressed copy of the shared data file restricted to the problems that have samples; the expected outputs of the
+canonical solutions cached by evalplus, keyed by the data file's md5, under ``cache_dir`` and computed under a file
+lock).  Every sample's base and plus test sets then run, each in a fresh sandbox runner (:mod:`prift.sandbox`:
+evalplus's ``reliability_guard`` and ``swallow_io``, then Landlock / seccomp / the audit hook, a tmpfs, an empty
+network namespace, a scrubbed environment), which gets the code and the inputs only and answers with the outputs as
+plain data; the grader times each answer against evalplus's per-test limit and judges it with evalplus's comparison
+(:mod:`prift.evalplus_judge`), so the program can neither see the expected outputs nor fake the comparison.
+Verdicts are evalplus's: ``base`` = base tests passed, ``plus`` = base and extra tests passed (evalplus's
+"humaneval+" / "mbpp+" pass@1, the paper's numbers); statuses pass / fail / timeout as evalplus assigns them (a test
+past its own limit fails, a run past the task's total limit -- e.g. top-level code that loops -- times out).
 
 Known evalplus 0.3.1 behaviour kept as is: HumanEval/32 (``find_zero``) fails for every solution, the canonical one
 included (its special oracle ``continue``s before recording the test as passed; evalplus PR #201 discussion), so
-HumanEval+ tops out at 163/164.  Time limits are evalplus's (max(1 s, 4 x the canonical solution's time) per test):
-on a loaded or slow machine, canonical solutions of a few problems with heavy inputs can time out.
+HumanEval+ tops out at 163/164.  Time limits are evalplus's (max(1 s, 4 x the canonical solution's time) per test,
+min(60 s, their sum) + 2 s per test set): on a loaded or slow machine, canonical solutions of a few problems with
+heavy inputs can time out.  Where the runner departs from evalplus's own child: evalplus forks it from a process that
+has numpy and pandas imported (their import breaks after the guard), the runner imports them first when the program
+names them (:data:`EVALPLUS_PRELOADED`); a list / tuple output longer than 65,536 items crosses in chunks whose
+transfer gets the test's limit again plus 1 s per 25 MB (writing Mbpp/255's 925 MB expected output as JSON takes
+longer than computing it); outputs that are not plain data fail (:mod:`prift.sandbox.plain`), except for the tasks
+whose reference only asks whether the output is None (``MBPP_OUTPUT_NOT_NONE_TASKS``: the runner sends that bool).
 
 The parent process imports only ``evalplus.sanitize`` and ``evalplus.provider.utility`` (whose import reads the
 override variables but never loads data); evalplus's data loaders run only in the evaluation subprocess.
@@ -40,7 +49,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from prift.sandbox import AS_DEFAULT, capabilities, describe as describe_sandbox
+from prift.sandbox import AS_DEFAULT, assert_unreadable, describe as describe_sandbox
 
 # evalplus's codegen defaults for instruct models (evalplus/codegen.py, run_codegen)
 INSTRUCTION_PREFIX = ("Please provide a self-contained Python script that solves the following problem in a "
@@ -62,6 +71,12 @@ def evalplus_dataset(name: str) -> str:
     if key is None:
         raise ValueError(f"not an evalplus benchmark: {name!r} (known: {sorted(_ALIASES)})")
     return key
+
+
+# Modules evalplus's own worker process has imported when it runs a program (evalplus.eval imports numpy, evalplus.data
+# imports datasets and with it pandas); their import breaks after evalplus's reliability_guard (os.putenv is None),
+# so the runner imports them first when a program names them.
+EVALPLUS_PRELOADED = ("numpy", "pandas")
 
 
 def default_cache_dir() -> Path:
@@ -156,12 +171,15 @@ def evaluate_evalplus(dataset: str, data_path: str | Path, samples: list[dict], 
                       memory_bytes: int = AS_DEFAULT, cache_dir: str | Path | None = None,
                       workdir: str | Path | None = None, keep_workdir: bool = False, net_isolation: bool = True,
                       timeout: float | None = None, log=print) -> list[dict]:
-    """Run evalplus's evaluation on ``samples`` (``{id, sample, solution}``; ``id`` = evalplus task_id) and return,
-    in the same order, ``{id, sample, base, plus, base_status, plus_status}`` (statuses: pass / fail / timeout).
+    """Grade ``samples`` (``{id, sample, solution}``; ``id`` = evalplus task_id) with evalplus's ground truth and
+    comparison, and return, in the same order, ``{id, sample, base, plus, base_status, plus_status}`` (statuses:
+    pass / fail / timeout).
 
     Only the problems that have samples are evaluated (the override data file is restricted to them; with every
     problem present it is the release file byte for byte). ``min_time_limit`` and ``gt_time_limit_factor`` are
-    evalplus's per-test time limit parameters (defaults = evalplus's)."""
+    evalplus's per-test time limit parameters (defaults = evalplus's); ``parallel``: programs run at once (default:
+    the CPUs allocated to this job, :func:`prift.resources.allocated_cpus`)."""
+    from prift.resources import allocated_cpus
     ds = evalplus_dataset(dataset)
     spec = EVALPLUS_DATASETS[ds]
     records = read_evalplus_file(data_path)
@@ -172,6 +190,8 @@ def evaluate_evalplus(dataset: str, data_path: str | Path, samples: list[dict], 
     own = workdir is None
     work = Path(tempfile.mkdtemp(prefix="prift-evalplus-")) if own else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    assert_unreadable(data_path, work, cache)   # the answers must stay out of the sandbox's reach
     try:
         data_copy = work / f"{ds}-data.jsonl"
         with open(data_copy, "w", encoding="utf-8") as f:
@@ -182,42 +202,39 @@ def evaluate_evalplus(dataset: str, data_path: str | Path, samples: list[dict], 
         with open(samples_file, "w", encoding="utf-8") as f:
             for s in samples:
                 f.write(json.dumps({"task_id": s["id"], "solution": s["solution"]}) + "\n")
-        result_file = work / "samples_eval_results.json"
-        if result_file.exists():   # evalplus silently reuses a results file next to the samples
+        result_file = work / "verdicts.json"
+        if result_file.exists():
             result_file.unlink()
-        (work / "tmp").mkdir(exist_ok=True)
-        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        (work / "sandbox").mkdir(exist_ok=True)
         cache.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        env.update({spec["env"]: str(data_copy), "XDG_CACHE_HOME": str(cache), "TMPDIR": str(work / "tmp"),
+        env.update({spec["env"]: str(data_copy), "XDG_CACHE_HOME": str(cache), "TMPDIR": str(work / "sandbox"),
                     "EVALPLUS_MAX_MEMORY_BYTES": str(int(memory_bytes)), "OMP_NUM_THREADS": "1",
                     "TOKENIZERS_PARALLELISM": "false",
                     "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1])]
                                                   + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))})
         env.pop("EVALPLUS_TIMEOUT_PER_TASK", None)   # evalplus 0.3.1 compares it (a str) with a float
-        args = {"dataset": ds, "samples": str(samples_file), "parallel": parallel or max(1, (os.cpu_count() or 2) // 2),
-                "min_time_limit": min_time_limit, "gt_time_limit_factor": gt_time_limit_factor,
-                "lock": str(cache / "prift-groundtruth.lock")}
-        prefix = capabilities()["netns_prefix"] if net_isolation else []
-        cmd = [*prefix, sys.executable, "-c", "from prift.codeeval import _worker; _worker()", json.dumps(args)]
-        log(f"evalplus {ds}: {len(samples)} samples of {len(wanted)} problems"
-            f"{' (empty network namespace)' if prefix else ''}")
+        args = {"dataset": ds, "samples": str(samples_file), "out": str(result_file),
+                "parallel": parallel or allocated_cpus(), "min_time_limit": min_time_limit,
+                "gt_time_limit_factor": gt_time_limit_factor, "net_isolation": net_isolation,
+                "sandbox_dir": str(work / "sandbox"), "lock": str(cache / "prift-groundtruth.lock")}
+        cmd = [sys.executable, "-c", "from prift.codeeval import _worker; _worker()", json.dumps(args)]
+        log(f"evalplus {ds}: {len(samples)} samples of {len(wanted)} problems, {args['parallel']} at a time "
+            f"({describe_sandbox(net_isolation)})")
         with open(work / "evalplus.log", "w") as logf:
             proc = subprocess.run(cmd, env=env, cwd=work, stdout=logf, stderr=subprocess.STDOUT, timeout=timeout)
         if proc.returncode != 0 or not result_file.exists():
             tail = (work / "evalplus.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"evalplus evaluation failed (exit {proc.returncode}):\n{tail}")
-        results = json.loads(result_file.read_text())["eval"]
+        results = json.loads(result_file.read_text())
     finally:
         if own and not keep_workdir:
             shutil.rmtree(work, ignore_errors=True)
-    # evalplus keeps, per task, the samples in the order they appear in the samples file
     cursor: dict[str, int] = {}
     out = []
-    for s in samples:
+    for s, r in zip(samples, results, strict=True):
         i = cursor.get(s["id"], 0)
         cursor[s["id"]] = i + 1
-        r = results[s["id"]][i]
         out.append({"id": s["id"], "sample": s.get("sample", i), "base": r["base_status"] == "pass",
                     "plus": r["base_status"] == "pass" and r["plus_status"] == "pass",
                     "base_status": r["base_status"], "plus_status": r["plus_status"]})
@@ -225,57 +242,64 @@ def evaluate_evalplus(dataset: str, data_path: str | Path, samples: list[dict], 
 
 
 def _worker() -> None:  # pragma: no cover - runs in the evaluation subprocess
-    """evalplus's evaluate with two additions: each sample's child is confined after evalplus's own guard, and its
-    temporary directory is left behind (for the parent to delete) when the confinement forbids removing it."""
-    import contextlib
+    """The grader's process: evalplus's problems and ground truth (expected outputs of the canonical solutions,
+    cached by evalplus), then, for every sample and test set, the program runs in the sandbox's runner on the
+    inputs and its outputs are judged here (:class:`prift.evalplus_judge.EvalplusJudge`). The expected outputs and
+    the canonical solutions never leave this process; the runner gets the code, the inputs and a scrubbed
+    environment."""
     import fcntl
-    import multiprocessing
-    import posix
-    import tempfile as _tempfile
-    args = json.loads(sys.argv[1])
-    multiprocessing.set_start_method("fork", force=True)   # the patches below must reach evalplus's workers
+    import importlib.util
+    from concurrent.futures import ThreadPoolExecutor
+
+    import evalplus.evaluate as EV
+    from evalplus.eval import query_maximum_memory_bytes
+    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS as not_none
+
     from prift import sandbox
-    import evalplus.eval as EE
-    from evalplus import evaluate as EV
-
-    original_guard = EE.reliability_guard
-
-    def guard(maximum_memory_bytes=None):
-        root = posix.getcwd()
-        original_guard(maximum_memory_bytes=maximum_memory_bytes)
-        sandbox.confine(root, memory_bytes=None, cpu_seconds=300, file_bytes=sandbox.FSIZE_DEFAULT)
-
-    @contextlib.contextmanager
-    def tempdir():
-        d = _tempfile.mkdtemp(prefix="s")
-        back = posix.getcwd()
-        posix.chdir(d)
-        try:
-            yield d
-        finally:
-            posix.chdir(back)
-            rmtree(d, ignore_errors=True)
-
-    rmtree = shutil.rmtree   # evalplus's guard sets shutil.rmtree to None
-
-    EE.reliability_guard = guard
-    EE.create_tempdir = tempdir
+    from prift.evalplus_judge import EvalplusJudge
+    args = json.loads(sys.argv[1])
     ds = args["dataset"]
     with open(args["lock"], "a") as lock:   # compute (or load) the cached ground truth once at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ds == "humaneval":
             from evalplus.data import get_human_eval_plus, get_human_eval_plus_hash
-            EV.get_groundtruth(get_human_eval_plus(), get_human_eval_plus_hash(), [])
+            problems = get_human_eval_plus()
+            expected = EV.get_groundtruth(problems, get_human_eval_plus_hash(), [])
         else:
             from evalplus.data import get_mbpp_plus, get_mbpp_plus_hash
-            from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
-            EV.get_groundtruth(get_mbpp_plus(), get_mbpp_plus_hash(), MBPP_OUTPUT_NOT_NONE_TASKS)
+            problems = get_mbpp_plus()
+            expected = EV.get_groundtruth(problems, get_mbpp_plus_hash(), not_none)
         fcntl.flock(lock, fcntl.LOCK_UN)
-    EV.evaluate(ds, samples=args["samples"], parallel=args["parallel"], min_time_limit=args["min_time_limit"],
-                gt_time_limit_factor=args["gt_time_limit_factor"])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)   # evalplus leaves a non-daemon watchdog thread sleeping for up to 20 s
+    guard = str(Path(importlib.util.find_spec("evalplus").submodule_search_locations[0]) / "eval" / "utils.py")
+    memory = query_maximum_memory_bytes()
+    per_task = float(os.environ.get("EVALPLUS_TIMEOUT_PER_TASK", 60))
+    with open(args["samples"], encoding="utf-8") as f:
+        samples = [json.loads(line) for line in f if line.strip()]
+    encoded = {(tid, which): sandbox.plain.dumps(problems[tid][f"{which}_input"])   # each test set's inputs, once
+               for tid in {s["task_id"] for s in samples} for which in ("base", "plus")}
+
+    def check(sample: dict, which: str) -> str:
+        tid = sample["task_id"]
+        problem, truth = problems[tid], expected[tid]
+        limits = [max(args["min_time_limit"], args["gt_time_limit_factor"] * t) for t in truth[f"{which}_time"]]
+        judge = EvalplusJudge(ds, problem["entry_point"], problem["atol"], problem[f"{which}_input"], truth[which])
+        code = sample["solution"]
+        r = sandbox.run_calls(code, problem["entry_point"], encoded[tid, which], limits, judge,
+                              total_limit=min(per_task, sum(limits)) + 2, workdir=args["sandbox_dir"], guard=guard,
+                              preload=[m for m in EVALPLUS_PRELOADED if m in code], memory_bytes=memory,
+                              project="not_none" if ds == "mbpp" and problem["entry_point"] in not_none else "value",
+                              net_isolation=args["net_isolation"])
+        return r["status"]
+
+    def one(sample: dict) -> dict:
+        return {"base_status": check(sample, "base"), "plus_status": check(sample, "plus")}
+
+    with ThreadPoolExecutor(max_workers=max(1, int(args["parallel"]))) as ex:
+        verdicts = list(ex.map(one, samples))
+    with open(args["out"], "w") as f:
+        json.dump(verdicts, f)
+    print(f"{ds}: {sum(v['base_status'] == 'pass' for v in verdicts)}/{len(verdicts)} base, "
+          f"{sum(v['base_status'] == v['plus_status'] == 'pass' for v in verdicts)}/{len(verdicts)} plus", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

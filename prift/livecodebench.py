@@ -28,13 +28,17 @@ Extraction (:func:`extract_lcb_code`): as LiveCodeBench, the lines between the l
 (no code when there are fewer than two).
 
 Grading (:func:`grade_lcb`): public then private tests, stopping at the first failure, 6 s per test (LiveCodeBench's
-default); the program runs with LiveCodeBench's star-import header and recursion limit.  stdin problems: the
-program reads the input on its real stdin; its stdout and the expected output are compared line by line after
-stripping, lines that differ must both parse as whitespace-separated decimals and be equal as decimals.  Functional
-(LeetCode) problems: ``Solution().<func_name>(*args)`` with one JSON argument per input line; the return value (a
-top-level tuple counts as a list) must equal the JSON-decoded expected output.  Differences from LiveCodeBench's
-in-process runner: each test is a fresh process with real stdin (so ``sys.stdin.buffer`` and ``os.read(0)`` work);
-nested tuples are not equal to lists (they are not in LiveCodeBench either).
+default); the program runs with LiveCodeBench's star-import header and recursion limit, in the sandbox's runner
+(:mod:`prift.sandbox`: a scrubbed environment, reads and writes confined, a tmpfs, an empty network namespace), which
+gets the code and one test input at a time -- never an expected output -- and answers with the program's stdout or
+return value (as plain data); the comparison happens here.  stdin problems: the program reads the input on its real
+stdin; its stdout and the expected output are compared line by line after stripping, lines that differ must both
+parse as whitespace-separated decimals and be equal as decimals.  Functional (LeetCode) problems:
+``Solution().<func_name>(*args)`` with one JSON argument per input line; the return value (a top-level tuple counts
+as a list) must equal the JSON-decoded expected output.  Differences from LiveCodeBench's in-process runner: each test
+is a fresh process with real stdin (so ``sys.stdin.buffer`` and ``os.read(0)`` work); nested tuples are not equal to
+lists (they are not in LiveCodeBench either); a return value that is not plain data (an object of the program's own
+class) fails, where LiveCodeBench would call its ``__eq__``.
 """
 from __future__ import annotations
 
@@ -48,7 +52,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import zlib
 from datetime import date, datetime
@@ -257,13 +260,22 @@ def stdout_matches(output: str, expected: str) -> bool:
     return True
 
 
-def result_matches(result_json: str | None, expected: str) -> bool:
-    if not result_json:
+def result_matches(result: str | None, expected: str) -> bool:
+    """Whether a functional test's return value (its plain-data encoding, from the sandbox) equals the JSON-decoded
+    expected output; a top-level tuple counts as a list (as in LiveCodeBench). The value is rebuilt from trusted
+    types only (:mod:`prift.sandbox.plain`), so the comparison never runs the program's code."""
+    if not result:
         return False
     try:
-        got = json.loads(result_json)["result"]
-        return got == json.loads(expected)
-    except (ValueError, KeyError, TypeError):
+        got = sandbox.plain.loads(result)
+        want = json.loads(expected)
+    except (ValueError, RecursionError):   # NotPlain, bad JSON
+        return False
+    if type(got) is tuple:
+        got = list(got)
+    try:
+        return bool(got == want)
+    except (TypeError, ValueError, RecursionError):
         return False
 
 
@@ -325,17 +337,19 @@ def grade_lcb(code: str, problem: dict, *, timeout: float = TEST_TIMEOUT_S,
     if not tests:
         return base | {"passed": False, "status": "no_tests", "detail": None}
     work = tempfile.mkdtemp(prefix="prift-lcb-")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-           "HOME": work, "TMPDIR": work}
-    cmd = [*(sandbox.netns_prefix() if net_isolation else []), sys.executable, "-I",
-           str(Path(sandbox.__file__).resolve()), "serve", work]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=env, cwd=work, start_new_session=True)
+    proc = subprocess.Popen(sandbox.runner_command("serve", work, net_isolation), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=sandbox.scrubbed_env(work),
+                            cwd=work, start_new_session=True)
     buf = bytearray()
     status, detail, n_ok = "passed", None, 0
     try:
-        setup = {"code": code, "mode": mode, "fn_name": fn_name, "timeout": timeout, "memory_bytes": memory_bytes}
+        setup = {"code": code, "mode": mode, "fn_name": fn_name, "timeout": timeout, "memory_bytes": memory_bytes,
+                 **sandbox.disk_setup()}
         proc.stdin.write((json.dumps(setup) + "\n").encode())
+        proc.stdin.flush()
+        ready = _readline(proc, buf, 120)
+        if ready is None or "ready" not in json.loads(ready):
+            raise RuntimeError(f"sandbox runner did not start: {(ready or b'no answer').decode(errors='replace')}")
         for k, t in enumerate(tests):
             proc.stdin.write((json.dumps({"input": t["input"]}) + "\n").encode())
             proc.stdin.flush()
@@ -369,9 +383,11 @@ def grade_lcb(code: str, problem: dict, *, timeout: float = TEST_TIMEOUT_S,
 def grade_lcb_file(samples_path: str | Path, problems: list[dict], out: str | Path, *, parallel: int | None = None,
                    timeout: float = TEST_TIMEOUT_S, log=print, **kwargs) -> dict:
     """Grade a generation file (``{id, sample, text, finish_reason}``) and write grades
-    ``{id, sample, passed, status, n_tests, n_passed, finish_reason}``."""
+    ``{id, sample, passed, status, n_tests, n_passed, finish_reason}``. ``parallel``: programs run at once (default:
+    the CPUs allocated to this job, :func:`prift.resources.allocated_cpus`)."""
     from concurrent.futures import ThreadPoolExecutor
     from prift.data import read_jsonl, write_jsonl
+    from prift.resources import allocated_cpus
     by_id = {p["id"]: p for p in problems}
     rows = read_jsonl(samples_path)
     for s in rows:
@@ -387,7 +403,7 @@ def grade_lcb_file(samples_path: str | Path, problems: list[dict], out: str | Pa
         return {"id": s["id"], "sample": s["sample"], "passed": g["passed"], "status": g["status"],
                 "n_tests": g["n_tests"], "n_passed": g["n_passed"], "finish_reason": s.get("finish_reason")}
 
-    with ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1) as ex:
+    with ThreadPoolExecutor(max_workers=parallel or allocated_cpus()) as ex:
         grades = list(ex.map(one, rows))
     write_jsonl(out, grades)
     n = max(len(grades), 1)

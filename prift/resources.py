@@ -4,11 +4,12 @@ The table gives, per stage (= Snakemake rule), a value per resource, either one 
 size tier ({small: ..., medium: ..., large: ...}); a backbone's tier is the first whose bound (billions of
 parameters) is at least its `size_b`. Resources listed under `scale_with_attempt` grow with Snakemake's attempt
 counter (a job resubmitted after a time limit gets more time). Pure functions; Snakemake wiring is in
-workflow/rules/common.smk (stage_resources).
+workflow/rules/common.smk (stage_resources). :func:`allocated_cpus` is the other side: what a running job was given.
 """
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import yaml
@@ -65,3 +66,18 @@ def request(table: dict, stage: str, size_b: float | None = None, attempt: int =
         v = val[tier] if isinstance(val, dict) else val
         out[res] = v * attempt if res in scaled else v
     return out
+
+
+def allocated_cpus(environ=None) -> int:
+    """CPUs this process may use: its CPU affinity mask (what SLURM's task binding or cgroup grants, unlike
+    ``os.cpu_count()``, the node's cores), capped by ``SLURM_CPUS_PER_TASK`` when SLURM sets it. At least 1. Every
+    worker pool of a job (code grading's sandboxed programs) is sized from this."""
+    env = os.environ if environ is None else environ
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):   # no affinity API (macOS)
+        n = os.cpu_count() or 1
+    slurm = str(env.get("SLURM_CPUS_PER_TASK", "")).strip()
+    if slurm.isdigit() and int(slurm) > 0:
+        n = min(n, int(slurm))
+    return max(1, n)

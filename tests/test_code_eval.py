@@ -139,6 +139,54 @@ HE_WRONG = {   # hand-made, plausible but wrong
 HE_HOSTILE_TASK = "HumanEval/0"
 HE_SKIP_HOSTILE = {"loop_swallowing"}   # evalplus's own join timeout (up to 60 s per test set): tested on LCB
 
+H0 = "def has_close_elements(numbers, threshold):\n"
+# the canonical solution of HumanEval/0 found in the data file's text (read once, at import: only the task's total
+# time limit applies there), then answering with it
+CANONICAL_0 = ("for line in text.splitlines():\n"
+               "    r = json.loads(line)\n"
+               "    if r['task_id'] == 'HumanEval/0':\n"
+               "        exec(r['prompt'] + r['canonical_solution'])\n")
+
+
+def cheats(data_path: Path, cache_dir: Path) -> dict[str, tuple[str, str]]:
+    """Samples that try to pass without solving the problem, by reaching the checker from inside: ``name: (task,
+    solution)``. Each must fail. (evalplus's guard sets ``open`` to None, hence ``io.FileIO``.)"""
+    environ = ("env = io.FileIO(f'/proc/{os.getppid()}/environ').read().decode().split('\\0')\n"
+               "path = [e.split('=', 1)[1] for e in env if e.startswith('HUMANEVAL_OVERRIDE_PATH=')][0]\n")
+    return {
+        # rich objects: an output whose comparison is always true
+        "rich_eq": ("HumanEval/0", "class Yes:\n    def __eq__(self, other):\n        return True\n"
+                                   "    __hash__ = object.__hash__\n" + H0 + "    return Yes()\n"),
+        "rich_int_subclass": ("HumanEval/0", "class Yes(int):\n    def __eq__(self, other):\n        return True\n"
+                                             "    __hash__ = int.__hash__\n" + H0 + "    return Yes(7)\n"),
+        # stack / frame tampering: the checker's expected outputs, or its verdict state, from the caller's frame
+        "frame_expected": ("HumanEval/0", "import sys\n" + H0 + "    f = sys._getframe(1)\n"
+                           "    while f is not None and 'expected' not in f.f_locals:\n        f = f.f_back\n"
+                           "    return f.f_locals['expected'][f.f_locals['i']]\n"),
+        "frame_verdict": ("HumanEval/0", "import os, sys\n" + H0 + "    f = sys._getframe(1)\n"
+                          "    while f is not None and 'stat' not in f.f_locals:\n        f = f.f_back\n"
+                          "    v = f.f_locals\n    for k in range(len(v['inputs'])):\n        v['details'][k] = True\n"
+                          "    v['progress'].value = len(v['inputs'])\n    v['stat'].value = 0\n    os._exit(0)\n"),
+        # monkey-patching the comparison's libraries
+        "patch_numpy_allclose": ("HumanEval/2", "import numpy\nnumpy.allclose = lambda *a, **k: True\n"
+                                                "def truncate_number(number):\n    return 0.0\n"),
+        # reading the answer key: the data file (canonical solutions) by its path, through the environment, through
+        # the parent's /proc entry; the ground-truth cache (expected outputs)
+        "read_data_file": ("HumanEval/0", "import io, json, zlib\n"
+                           f"text = zlib.decompress(io.FileIO({str(data_path)!r}).read(), 31).decode()\n"
+                           + CANONICAL_0),
+        "read_env_override": ("HumanEval/0", "import io, json, os\n"
+                              "text = io.FileIO(os.environ['HUMANEVAL_OVERRIDE_PATH']).read().decode()\n"
+                              + CANONICAL_0),
+        "read_parent_environ": ("HumanEval/0", "import io, json, os\n" + environ
+                                + "text = io.FileIO(path).read().decode()\n" + CANONICAL_0),
+        "read_groundtruth_cache": ("HumanEval/0", "import glob, io, pickle\n"
+                                   f"(path,) = glob.glob({str(cache_dir) + '/**/*.pkl'!r}, recursive=True)\n"
+                                   "truth = pickle.loads(io.FileIO(path).read())['HumanEval/0']['base']\n"
+                                   "calls = []\n" + H0 + "    calls.append(1)\n"
+                                   "    return truth[len(calls) - 1]   # the base tests pass, in order\n"),
+    }
+
 
 @pytest.fixture(scope="session")
 def he_run(he_path, evalplus_cache, canary, listener):
@@ -161,6 +209,9 @@ def he_run(he_path, evalplus_cache, canary, listener):
         samples.append({"id": HE_HOSTILE_TASK,
                         "solution": IMPORTS + p["prompt"] + _indent(stmt) + p["canonical_solution"]})
         kinds.append(("hostile", name))
+    for name, (tid, code) in cheats(he_path, evalplus_cache).items():
+        samples.append({"id": tid, "solution": code})
+        kinds.append(("cheat", name))
     counts: dict[str, int] = {}
     for s in samples:
         s["sample"] = counts.get(s["id"], 0)
@@ -194,6 +245,15 @@ def test_humaneval_hostile_samples_fail_and_change_nothing(he_run, canary, liste
         assert not v["base"] and not v["plus"], v
     _canary_intact(canary)
     assert listener.connections == 0
+
+
+@pytest.mark.parametrize("name", list(cheats(Path("/x"), Path("/y"))))
+def test_humaneval_samples_cannot_reach_the_checker(he_run, name):
+    """Rich objects, frame tampering, patched comparison libraries, the answer key read from files, the environment
+    or /proc: each passed when evalplus checked outputs in the program's own process; each fails now that the
+    program only hands out plain data and the grader compares (see prift.sandbox)."""
+    (v,) = [v for (k, n), v in he_run if k == "cheat" and n == name]
+    assert not v["base"] and not v["plus"], v
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -273,8 +333,11 @@ def test_extraction_takes_the_block_defining_the_entry_point():
     assert codeeval.extract_code("```python\ndef f():\n    return 4\n```\n", "f") == "def f():\n    return 4"
 
 
-def test_grade_evalplus_file_and_metrics(he_path, evalplus_cache, tmp_path):
+def test_grade_evalplus_file_and_metrics(he_path, evalplus_cache, tmp_path, monkeypatch):
+    from prift import resources
     from prift.data import write_jsonl
+    monkeypatch.setattr(resources, "allocated_cpus", lambda environ=None: 3)   # the job's CPUs, not the node's
+    lines = []
     problems = codeeval.load_evalplus_problems(he_path, ["HumanEval/0", "HumanEval/2"])
     texts = {("HumanEval/0", 0): SOLUTION_0 + "```\nDone.",
              ("HumanEval/0", 1): "def has_close_elements(numbers, threshold):\n    return True\n```",
@@ -284,9 +347,10 @@ def test_grade_evalplus_file_and_metrics(he_path, evalplus_cache, tmp_path):
                                              for (i, s), t in texts.items()])
     stats = codeeval.grade_evalplus_file(tmp_path / "samples.jsonl", problems, tmp_path / "grades.jsonl",
                                          dataset="humaneval", data_path=he_path, cache_dir=evalplus_cache,
-                                         gt_time_limit_factor=FACTOR, log=lambda *_: None)
+                                         gt_time_limit_factor=FACTOR, log=lines.append)
     assert stats | {"sandbox": None} == {"samples": 4, "base": 0.5, "plus": 0.5, "sandbox": None}
     assert "audit-hook" in stats["sandbox"]
+    assert "3 at a time" in lines[0]
     recs = codeeval.verdict_metrics(tmp_path / "grades.jsonl", {"benchmark": "humaneval_plus"},
                                     codeeval.EVALPLUS_METRICS, n_boot=200)
     assert [(r["metric"], r["value"], r["n_problems"]) for r in recs] == [("pass@1", 50.0, 2), ("pass@1:base", 50.0, 2)]
@@ -394,6 +458,53 @@ def test_lcb_hostile_programs_fail_and_change_nothing(name, canary, listener):
     assert listener.connections == 0
 
 
+NINE = _record("abc_nine", "2024-10-01", "Print A+B.", [_stdin("4 5\n", "9\n")], [])
+LCB_CHEATS = {   # each prints the expected output it found somewhere it must not reach
+    "answer_file": "import json\nprint(json.load(open('ANSWERS'))['abc_nine'])\n",
+    "environment": "import os\nprint(os.environ.get('PRIFT_ANSWER'))\n",
+    "grader_memory": (   # the grading process (the runner's parent) holds the expected outputs
+        "import os, re\n"
+        "grader = int(open(f'/proc/{os.getppid()}/status').read().split('PPid:')[1].split()[0])\n"
+        "mem = open(f'/proc/{grader}/mem', 'rb', 0)\n"
+        "for line in open(f'/proc/{grader}/maps'):\n"
+        "    lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n"
+        "    if 'r' not in line.split()[1] or hi - lo > 1 << 28:\n"
+        "        continue\n"
+        "    try:\n"
+        "        mem.seek(lo)\n"
+        "        m = re.search(rb'PRIFT-ANSWER<([0-9]+)>', mem.read(hi - lo))\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if m:\n"
+        "        print(m.group(1).decode())\n"
+        "        break\n"),
+}
+
+
+@pytest.mark.parametrize("net_isolation", [True, False], ids=["netns", "host-net"])
+@pytest.mark.parametrize("name", list(LCB_CHEATS))
+def test_lcb_programs_cannot_reach_the_answers(name, net_isolation, tmp_path, monkeypatch):
+    """The expected output sits in a file of the grader's, in its environment and in its memory; the program can
+    read none of them (a scrubbed environment, reads confined to the Python installation: no /proc)."""
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"abc_nine": "9"}))
+    monkeypatch.setenv("PRIFT_ANSWER", "9")
+    secret = "PRIFT-ANSWER<" + str(4 + 5) + ">"   # built at run time: only in this process's memory
+    g = lcb.grade_lcb(LCB_CHEATS[name].replace("ANSWERS", str(answers)), NINE, timeout=5, net_isolation=net_isolation)
+    assert not g["passed"], g
+    assert secret and lcb.grade_lcb("print(9)\n", NINE, timeout=5, net_isolation=net_isolation)["passed"]
+
+
+def test_lcb_rich_return_value_fails():
+    """A return value whose ``__eq__`` is always true is not plain data: it never reaches a comparison."""
+    code = ("class Yes(list):\n    def __eq__(self, other):\n        return True\n"
+            "class Solution:\n    def twoSum(self, nums, target):\n        return Yes([7])\n")
+    assert lcb.grade_lcb(code, TWOSUM, timeout=3)["status"] == "wrong_answer"
+    code = ("class Yes:\n    def __eq__(self, other):\n        return True\n"
+            "class Solution:\n    def twoSum(self, nums, target):\n        return Yes()\n")
+    assert not lcb.grade_lcb(code, TWOSUM, timeout=3)["passed"]
+
+
 def test_lcb_control_program_passes_without_network_namespace():
     assert lcb.grade_lcb(IMPORTS + "x = 1\n" + SUM_OK, SUM, timeout=2, net_isolation=False)["passed"]
 
@@ -450,6 +561,17 @@ def test_kernel_layers_alone(tmp_path, canary):
         assert _in_confined_child(root, lambda: posix.unlink(target), **only_landlock) == "PermissionError"
         assert _in_confined_child(root, lambda: open(target, "w"), **only_landlock) == "PermissionError"
         assert _in_confined_child(root, lambda: open(root / "mine.txt", "w").write("ok"), **only_landlock) == "allowed"
+    if caps["landlock_abi"] >= 1:   # reads, too, only beneath the root and the read roots
+        only_landlock = dict(audit=False, seccomp=False)
+        assert _in_confined_child(root, lambda: open(target).read(), **only_landlock) == "PermissionError"
+        assert _in_confined_child(root, lambda: os.listdir(canary), **only_landlock) == "PermissionError"
+        assert _in_confined_child(root, lambda: open(os.__file__).read(), **only_landlock) == "allowed"
+    only_hook = dict(landlock=False, seccomp=False)
+    assert _in_confined_child(root, lambda: open(target).read(), **only_hook) == "PermissionError"
+    assert _in_confined_child(root, lambda: os.listdir(canary), **only_hook) == "PermissionError"
+    assert _in_confined_child(root, lambda: open(f"/proc/{os.getppid()}/environ", "rb").read(),
+                              **only_hook) == "PermissionError"
+    assert _in_confined_child(root, lambda: open(os.__file__).read(), **only_hook) == "allowed"
     if caps["seccomp"]:
         only_seccomp = dict(audit=False, landlock=False)
         assert _in_confined_child(root, lambda: posix.fork(), **only_seccomp) == "PermissionError"

@@ -236,6 +236,8 @@ def test_extraction_agrees_with_harness_pred():
     ("\\boxed{\\frac{a+{b}}{c}}", "\\frac{a+{b}}{c}"),
     ("\\fbox{12}", "12"),
     ("$\\framebox{204}$ minutes", "204"),
+    ("\\framebox[2cm][c]{17} and \\fbox not boxed", "17"),
+    ("\\boxed{\\{1, 2\\}} then \\boxed $", "\\{1,2\\}"),
     ("thus \\boxed 5$.", "5"),
     ("Therefore the answer is $42$.", "42"),
     ("Therefore, the answer is 7.", "7"),
@@ -371,6 +373,57 @@ def test_thread_fallback_for_daemonic_processes(monkeypatch):
     monkeypatch.setattr(equal, "_math_equal_impl", slow)  # timeouts._resolve looks it up there
     with pytest.raises(timeouts._Timeout):
         timeouts._run_in_thread("_math_equal_impl", ("1", "1.0"), 0.2)
+
+
+# Pathological outputs: a model that loops on "\\boxed{" writes megabytes of them. The verdict -- extraction
+# included -- is linear in the output and bounded by the per-sample limit.
+NESTED_4000 = "\\boxed{" * 4000 + "5"                       # unbalanced: the innermost box takes the rest
+NESTED_1_4MB = "\\boxed{" * 200_000 + "5" + "}" * 200_000    # 1.4 MB, balanced
+MANY_1_4MB = "\\boxed{1} " * 140_000 + "so \\boxed{5}."        # 1.4 MB, 140,001 boxes
+
+
+@pytest.mark.parametrize("text", [NESTED_4000, NESTED_1_4MB, MANY_1_4MB],
+                         ids=["nested_4000", "nested_1.4MB", "many_1.4MB"])
+def test_last_boxed_scans_one_brace_group(text, monkeypatch):
+    """Linear extraction: the boxes are tried from the last, so one brace scan decides (quadratic before: one scan
+    per box, 6.6 s for 4,000 nested boxes)."""
+    from prift.grading import answers, brackets
+    scans = []
+
+    def counting(s, i, *args):
+        scans.append(i)
+        return brackets._match_brace(s, i, *args)
+
+    monkeypatch.setattr(answers, "_match_brace", counting)
+    assert answers._last_boxed(text) == "5"
+    assert len(scans) == 1
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", [NESTED_4000, NESTED_1_4MB, MANY_1_4MB],
+                         ids=["nested_4000", "nested_1.4MB", "many_1.4MB"])
+def test_pathological_outputs_are_graded_within_the_limits(text):
+    t0 = time.monotonic()
+    out = grade_math(text, "5", timeout=3.0)
+    assert out["qwen"] is True and out["pred"] == "5"
+    assert out["math_verify"] in (True, False)
+    assert time.monotonic() - t0 < 3.0 + 5.0 + 5.0   # each verdict within its limit (+ slack)
+
+
+def test_extraction_runs_under_the_time_limit(monkeypatch):
+    """The whole verdict -- extraction included -- counts against the limit: an extraction that takes forever
+    gives a wrong verdict in time, as a slow comparison does."""
+    def slow_extract(response, benchmark=None):
+        time.sleep(30)
+        return "5"
+
+    monkeypatch.setattr(equal, "extract_answer", slow_extract)
+    t0 = time.monotonic()
+    assert math_correct("\\boxed{5}", "5", timeout=0.5) is False
+    assert grade_math("\\boxed{5}", "5", timeout=0.5)["pred"] == ""
+    assert time.monotonic() - t0 < 5 + 5   # math-verify's own verdict (5 s limit) does not use extract_answer
+    monkeypatch.undo()
+    assert math_correct("\\boxed{5}", "5") is True
 
 
 # =============================================================================

@@ -1,4 +1,7 @@
-"""The resource table (workflow/profiles/default/resources.yaml) and its scaling with the backbone's size."""
+"""The resource table (workflow/profiles/default/resources.yaml) and its scaling with the backbone's size; the
+CPUs a running job was given."""
+import os
+
 import pytest
 import yaml
 
@@ -40,3 +43,13 @@ def test_bad_tables_name_the_entry(tmp_path, edit, message):
     path.write_text(yaml.safe_dump(table))
     with pytest.raises(R.ResourceError, match=message):
         R.load(path)
+
+
+def test_allocated_cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5})
+    assert R.allocated_cpus({}) == 3
+    assert R.allocated_cpus({"SLURM_CPUS_PER_TASK": "2"}) == 2
+    assert R.allocated_cpus({"SLURM_CPUS_PER_TASK": "8"}) == 3   # the mask is what the job really has
+    assert R.allocated_cpus({"SLURM_CPUS_PER_TASK": "bogus"}) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set())
+    assert R.allocated_cpus({}) == 1

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from prift.grading.brackets import _group_or_token, _match_brace
@@ -17,42 +18,46 @@ from prift.grading.brackets import _group_or_token, _match_brace
 # =============================================================================
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox|framebox)(?![a-zA-Z])")
-
-
-def _boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{..}`` / ``\\fbox{..}`` / ``\\framebox{..}``.
-
-    Also handles the brace-less ``\\boxed 5`` form and ``\\framebox[w]{..}``.
-    """
-    out: list[str] = []
-    for m in _BOX_RE.finditer(text):
-        i = m.end()
-        n = len(text)
-        if text.startswith("[", i):  # \framebox[width][pos]{...}
-            while i < n and text[i] == "[":
-                j = text.find("]", i)
-                if j < 0:
-                    break
-                i = j + 1
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] == "{":
-            j = _match_brace(text, i)
-            if j < 0:  # unbalanced: take the rest
-                out.append(text[i + 1 :])
-            else:
-                out.append(text[i + 1 : j])
-        elif m.group(0) == "\\boxed" and i > m.end():
-            # "\boxed 5": up to whitespace or a math delimiter
-            mm = re.match(r"[^\s$]+", text[i:])
-            if mm:
-                out.append(mm.group(0))
-    return out
+_SPACES_RE = re.compile(r"[ \t]*")
+_BARE_ARG_RE = re.compile(r"[^\s$]+")
+_OPTION_GROUPS = 2  # \framebox[width][pos]{..}: LaTeX's two optional arguments
 
 
 def _last_boxed(text: str) -> str | None:
-    boxes = _boxed_contents(text)
-    return boxes[-1] if boxes else None
+    """Contents of the last ``\\boxed{..}`` / ``\\fbox{..}`` / ``\\framebox{..}`` (by where the command starts),
+    or None.
+
+    Also handles the brace-less ``\\boxed 5`` form and ``\\framebox[w][p]{..}``; an unbalanced box takes the rest
+    of the text.  Linear in ``len(text)``: the commands are found in one regex pass and tried from the last one; a
+    command followed by ``{`` always yields, so only one brace match (a scan to its closing brace) is ever done, and
+    every other command costs a constant number of steps (the closing ``]`` of an option group is found by bisection).
+    """
+    boxes = list(_BOX_RE.finditer(text))
+    if not boxes:
+        return None
+    n = len(text)
+    closers: list[int] | None = None
+    for m in reversed(boxes):
+        i = m.end()
+        for _ in range(_OPTION_GROUPS):
+            if i >= n or text[i] != "[":
+                break
+            if closers is None:
+                closers = [k.start() for k in re.finditer(r"\]", text)]
+            k = bisect.bisect_left(closers, i)
+            if k == len(closers):
+                break
+            i = closers[k] + 1
+        i = _SPACES_RE.match(text, i).end()
+        if i < n and text[i] == "{":
+            j = _match_brace(text, i)
+            return text[i + 1 :] if j < 0 else text[i + 1 : j]  # unbalanced: take the rest
+        if m.group(0) == "\\boxed" and i > m.end():
+            # "\boxed 5": up to whitespace or a math delimiter
+            bare = _BARE_ARG_RE.match(text, i)
+            if bare:
+                return bare.group(0)
+    return None
 
 
 def _math_span(tail: str) -> str | None:

@@ -9,26 +9,33 @@ from __future__ import annotations
 import re
 
 
+_BRACE_TOKENS = re.compile(r"\\[{}]|[{}]")
+
+
 def _match_brace(s: str, i: int, open_ch: str = "{", close_ch: str = "}") -> int:
     """Index of the brace closing the one opened at ``s[i]``, or -1.
 
-    Escaped braces (``\\{``, ``\\}``) are skipped when scanning plain braces.
+    Escaped braces (``\\{``, ``\\}``) are skipped when scanning plain braces (the scan jumps from brace to brace
+    with a regex, so it costs little beyond the braces themselves).
     """
     depth = 0
-    j = i
-    n = len(s)
-    while j < n:
+    if open_ch == "{" and close_ch == "}":
+        for m in _BRACE_TOKENS.finditer(s, i):
+            t = m.group()
+            if len(t) == 2:  # \{ or \}
+                continue
+            depth += 1 if t == "{" else -1
+            if depth == 0:
+                return m.start()
+        return -1
+    for j in range(i, len(s)):
         c = s[j]
-        if c == "\\" and j + 1 < n and s[j + 1] in "{}" and open_ch == "{":
-            j += 2
-            continue
         if c == open_ch:
             depth += 1
         elif c == close_ch:
             depth -= 1
             if depth == 0:
                 return j
-        j += 1
     return -1
 
 

@@ -3,18 +3,18 @@
 :func:`_math_equal_impl` dispatches on the shape of the two normalised answers (multiple-choice letters, numbers,
 equations, interval unions, matrices, tuples / intervals / sets, lists, ``\\pm``) and falls back to symbolic
 equality (:mod:`prift.grading.symbolic`); :func:`math_equal` runs it under a time limit
-(:mod:`prift.grading.timeouts`).
+(:mod:`prift.grading.timeouts`), and :func:`math_correct` / :func:`grade_math` run the whole verdict of a response
+-- the answer's extraction included, which model outputs of megabytes make worth bounding -- under one.
 """
 
 from __future__ import annotations
 
-import math
 import re
 
 from prift.grading.answers import _normalize, extract_answer, normalize_answer
 from prift.grading.brackets import _outer_brackets, _split_top
 from prift.grading.symbolic import _num_equal, _symbolic_equal, _to_number
-from prift.grading.timeouts import _call_with_timeout, _check_deadline, _run_in_worker, _signal_usable, _Timeout
+from prift.grading.timeouts import _call_with_timeout, _check_deadline, _Timeout
 
 
 # =============================================================================
@@ -208,9 +208,30 @@ def math_equal(pred: str, gold: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def _math_grade_impl(response: str, gold: str, benchmark: str | None) -> tuple[str, bool]:
+    """``(extracted answer, verdict)`` of a response, without a time limit (see :func:`math_correct`)."""
+    pred = extract_answer(response, benchmark)
+    return pred, bool(_math_equal_impl(pred, gold))
+
+
+def _math_grade(response: str, gold: str, benchmark: str | None, timeout: float) -> tuple[str, bool]:
+    """The harness-style verdict with extraction *and* comparison under one time limit; past it (or on an error)
+    the verdict is ``("", False)``."""
+    if response is None or gold is None:
+        return "", False
+    try:
+        pred, ok = _call_with_timeout("_math_grade_impl", (str(response), str(gold), benchmark), timeout)
+        return pred, bool(ok)
+    except (_Timeout, RecursionError):
+        return "", False
+    except Exception:  # noqa: BLE001
+        return "", False
+
+
 def math_correct(response: str, gold: str, benchmark: str | None = None, timeout: float = 3.0) -> bool:
-    """The harness-style verdict: ``math_equal(extract_answer(response), gold)``."""
-    return math_equal(extract_answer(response, benchmark), gold, timeout=timeout)
+    """The harness-style verdict: ``math_equal(extract_answer(response), gold)``, the extraction and the comparison
+    together bounded by ``timeout`` seconds (past it: not correct)."""
+    return _math_grade(response, gold, benchmark, timeout)[1]
 
 
 # =============================================================================
@@ -238,27 +259,27 @@ def _math_verify_impl(response: str, gold: str, use_alarm_timeout: int | None) -
 def math_verify_correct(response: str, gold: str, timeout: float = 5.0) -> bool:
     """The verdict of the ``math-verify`` library (exceptions / timeouts -> False).
 
-    In the main thread math-verify's own alarm-based timeouts are used; in other
-    threads the check runs in a worker process killed after ``timeout``.
+    The whole verdict (parsing the response and the gold, comparing them) is bounded by ``timeout`` seconds, with
+    the same mechanism as :func:`math_equal` (an interval timer in the main thread, else a killable worker process);
+    math-verify's own per-step alarms are turned off so that they cannot clobber that timer.
     """
     if response is None or gold is None:
         return False
     try:
-        if _signal_usable():
-            secs = max(1, int(math.ceil(timeout)))
-            return bool(_math_verify_impl(str(response), str(gold), secs))
-        return bool(_run_in_worker("_math_verify_impl", (str(response), str(gold), None), timeout))
-    except _Timeout:
+        return bool(_call_with_timeout("_math_verify_impl", (str(response), str(gold), None), timeout))
+    except (_Timeout, RecursionError):
         return False
     except Exception:  # noqa: BLE001
         return False
 
 
 def grade_math(response: str, gold: str, benchmark: str | None = None, timeout: float = 3.0) -> dict:
-    """Both verdicts and the extracted answer: ``{"qwen", "math_verify", "pred"}``."""
-    pred = extract_answer(response, benchmark)
+    """Both verdicts and the extracted answer: ``{"qwen", "math_verify", "pred"}``. Each verdict -- extraction
+    included -- runs under its own time limit (``timeout`` for the harness-style one, math-verify's 5 s); a verdict
+    past its limit is False (and ``pred`` is then "")."""
+    pred, ok = _math_grade(response, gold, benchmark, timeout)
     return {
-        "qwen": math_equal(pred, gold, timeout=timeout),
+        "qwen": ok,
         "math_verify": math_verify_correct(response, gold),
         "pred": pred,
     }

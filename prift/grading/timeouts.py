@@ -1,4 +1,4 @@
-"""Time limits for answer comparisons (exceeding one = not equal).
+"""Time limits for verdicts (extraction and comparison; exceeding one = not correct).
 
 In the main thread with SIGALRM available an interval timer interrupts the computation in-process (and
 :func:`_check_deadline` lets long loops stop early); elsewhere (worker threads, an enclosing timer already armed,
@@ -51,7 +51,7 @@ def _signal_usable() -> bool:
 # --- the functions that may run under a time limit ----------------------------
 
 _WORKER_MODULE = "prift.grading.equal"
-_WORKER_FUNCS = ("_math_equal_impl", "_math_verify_impl")
+_WORKER_FUNCS = ("_math_equal_impl", "_math_grade_impl", "_math_verify_impl")
 
 
 def _resolve(name: str) -> Callable[..., Any]:
