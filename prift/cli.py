@@ -354,6 +354,49 @@ def cmd_compare(args):
              f"{int(table.paper_outside_ci.fillna(False).astype(bool).sum())} outside our 95% CI → {args.out_csv}")
 
 
+def cmd_paired(args):
+    """Each method of a table against each baseline on the same problems (prift.tables.paired)."""
+    import numpy as np
+    from prift import config as C, evaluation as E, metrics as M
+    from prift.data import read_jsonl
+    from prift.tables import paired as P
+    from prift.tables.paper import load_paper
+    cfg = _cfg(args)
+    spec = cfg["tables"][args.table]
+    metrics = list(spec["metrics"])
+    cells = {}
+    for path in map(Path, args.grades):   # <results>/grades/<domain>/<backbone>/<method>/<benchmark>.jsonl
+        bb, m, bench = path.parts[-3], path.parts[-2], path.stem
+        b = _bench(cfg, bench)
+        verdict = "qwen" if b["kind"] == "math" else E.verdicts_of(b)[metrics[0]]
+        cells[(bb, m, bench)] = E.correctness_matrix(read_jsonl(path), verdict)
+    variant = cfg["domains"][spec["domain"]].get("variant", "")
+
+    def variant_of(m):
+        return (C.rl_init(m), C.RL_VARIANT) if C.rl_init(m) else (m, "" if m == C.ORIGINAL else variant)
+    chosen = spec.get("paired") or {}
+    pairs = {}
+    for bb in spec["backbones"]:
+        methods = C.table_methods(spec, bb)
+        if chosen:
+            pairs[bb] = [(m, b) for m in chosen.get("methods", methods) for b in chosen.get("baselines", [])
+                         if m in methods and b in methods and m != b]
+        else:
+            score = {m: float(np.mean([M.per_problem_scores(cells[(bb, m, x)][1], metrics[0]).mean()
+                                       for x in spec["benchmarks"]])) for m in methods}
+            pairs[bb] = P.default_pairs(methods, score)
+    paper = load_paper(args.paper) if args.paper else None
+    frame = P.paired_frame(cells, pairs, spec["benchmarks"], metrics, paper=paper, variant_of=variant_of,
+                           n_boot=cfg["evaluation"].get("n_boot", 1000), seed=cfg["seed"])
+    labels = {**{k: v["label"] for k, v in cfg["methods"].items()}, C.ORIGINAL: "Original",
+              **{k: v["label"] for k, v in cfg["backbones"].items()},
+              **{k: v["label"] for k, v in cfg["benchmarks"].items()}, P.AVERAGE: "Average"}
+    labels |= {f"{m}{C.RL_SUFFIX}": f"{labels[m]} + RL" for m in cfg["methods"]}
+    P.write(frame, args.out_csv, args.out_tex, spec.get("caption", args.table), labels)
+    log.info(f"{args.table}: {len(frame)} paired comparisons, {int(frame.significant.sum()) if len(frame) else 0} "
+             f"significant after Holm's correction → {args.out_csv}")
+
+
 def cmd_costs(args):
     """Per-stage wall time, max RSS and GPU-hours from the Snakemake benchmark files under --benchmarks."""
     from prift import costs, tables as T
@@ -450,6 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("compare", cmd_compare, "one table beside the paper's published values (CSV + LaTeX + footnotes)")
     s.add_argument("--table", required=True); s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--paper", required=True, help="the paper's transcription, config/paper/<table>.csv")
+    s.add_argument("--out-csv", required=True); s.add_argument("--out-tex", required=True)
+    s = verb("paired", cmd_paired, "each method of a table against each baseline on the same problems: Δ, paired "
+             "bootstrap interval, p-value, Holm's correction (CSV + LaTeX)")
+    s.add_argument("--table", required=True); s.add_argument("--grades", nargs="+", required=True)
+    s.add_argument("--paper", help="the paper's transcription (config/paper/<table>.csv): its own differences")
     s.add_argument("--out-csv", required=True); s.add_argument("--out-tex", required=True)
     s = verb("costs", cmd_costs, "cost of each stage (wall time, max RSS, GPU-hours) from Snakemake benchmark files")
     s.add_argument("--benchmarks", required=True, help="the benchmarks root: <results>/benchmarks/<stage>/...tsv")

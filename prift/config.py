@@ -122,6 +122,12 @@ def check_references(cfg: dict) -> list[str]:
             for b in bbs:
                 if any(rl_init(x) for x in ms) and b not in (cfg.get("rl") or {}).get("backbones", {}):
                     msgs.append(f"config key 'tables.{t}.{key}': RL runs on backbone '{b}' need it in 'rl.backbones'")
+        shown = {x for _, ms in lists for x in ms}
+        for field in ("methods", "baselines"):
+            for x in (spec.get("paired") or {}).get(field, []):
+                if x not in shown:
+                    msgs.append(f"config key 'tables.{t}.paired.{field}': '{x}' is not a method of the table"
+                                f"{_suggest(x, shown)}")
         if spec.get("paper_layout"):
             from prift.tables import SPECS
             if t not in SPECS:
@@ -528,7 +534,7 @@ def table_layouts(cfg: dict) -> dict[str, dict]:
     paper's layout (its rows, columns and cells come from prift.tables.SPECS)."""
     out = {}
     for name, spec in cfg["tables"].items():
-        d = {k: v for k, v in spec.items() if k != "paper_layout"}
+        d = {k: v for k, v in spec.items() if k not in ("paper_layout", "paired")}
         if spec.get("paper_layout"):
             d = {k: spec[k] for k in ("domain", "caption", "metrics") if k in spec}
         elif isinstance(spec["methods"], dict):

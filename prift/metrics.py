@@ -12,6 +12,9 @@ one column per sampled response (problems x samples), as a nested list or a
   problems solved by at least one sample (the paper's Pass@16 with 16 runs).
 * Bootstrap: percentile intervals from resampling *problems* (rows) with
   replacement.
+* Paired comparisons of two methods on the same problems (:func:`paired_difference`): the difference of their
+  per-problem scores, a paired bootstrap interval (problems resampled jointly for both methods, within each
+  benchmark for an average over benchmarks), a sign-flip permutation p-value, and Holm's correction (:func:`holm`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ __all__ = [
     "pass_at_k_statistic",
     "bootstrap_ci",
     "summarise",
+    "per_problem_scores",
+    "paired_difference",
+    "holm",
 ]
 
 
@@ -194,3 +200,72 @@ def summarise(
         "n_samples": int(n),
     }
 
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Paired comparisons: two methods on the same problems
+
+
+def per_problem_scores(correct: Sequence[Sequence[bool]] | np.ndarray, metric: str) -> np.ndarray:
+    """Each problem's share of a metric whose table value is their mean: ``avg@k`` the problem's accuracy over its
+    samples, ``pass@k`` the unbiased pass@k estimate, ``acc`` / ``pass@1`` its single verdict (fractions)."""
+    m = _as_matrix(correct)
+    kind, _, k = metric.partition("@")
+    if kind == "avg" or metric == "acc":
+        return m.mean(axis=1)
+    if kind == "pass":
+        return _pass_per_problem(m, int(k))
+    raise ValueError(f"no per-problem scores for metric {metric!r} (avg@k, pass@k, acc)")
+
+
+_EXACT_FLIPS = 16   # up to this many problems the sign-flip test enumerates all 2^n sign vectors
+
+
+def paired_difference(a: Sequence[Sequence[float]] | Sequence[float], b: Sequence[Sequence[float]] | Sequence[float],
+                      *, n_boot: int = 2000, n_perm: int = 20000, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Method A minus method B on the same problems.
+
+    ``a`` and ``b`` are per-problem scores (:func:`per_problem_scores`) in the same problem order, either one
+    sequence (one benchmark) or one sequence per benchmark (strata). The statistic is the mean over strata of the
+    mean difference within each stratum - the difference of the tables' averages over benchmarks. Returns, in
+    percentage points: ``delta``; ``ci`` = the percentile interval of a paired bootstrap that resamples the problems
+    of each stratum with replacement, the same problems for both methods; ``p`` = the two-sided p-value of a
+    sign-flip permutation test (under H0 the two methods' scores of a problem are exchangeable: each difference
+    flips sign with probability 1/2), exact by enumeration up to 16 problems, else ``(1 + #{|T*| >= |T|}) /
+    (1 + n_perm)``; ``n_problems``."""
+    strata_a = [np.asarray(x, dtype=float) for x in (a if np.ndim(a[0]) else [a])]
+    strata_b = [np.asarray(x, dtype=float) for x in (b if np.ndim(b[0]) else [b])]
+    if [len(x) for x in strata_a] != [len(x) for x in strata_b] or not strata_a or not all(len(x) for x in strata_a):
+        raise ValueError("paired_difference: both methods need scores for the same, non-empty problem sets")
+    d = [x - y for x, y in zip(strata_a, strata_b)]
+    delta = float(np.mean([x.mean() for x in d]))
+    rng = np.random.default_rng(seed)
+    boot = np.mean([x[rng.integers(0, len(x), size=(int(n_boot), len(x)))].mean(axis=1) for x in d], axis=0)
+    lo, hi = np.percentile(boot, [100.0 * alpha / 2.0, 100.0 * (1.0 - alpha / 2.0)])
+    weights = np.concatenate([np.full(len(x), 1.0 / (len(x) * len(d))) for x in d])   # T = sum_i w_i d_i
+    flat = np.concatenate(d) * weights
+    n = len(flat)
+    tol = 1e-12 * max(1.0, abs(delta))
+    if n <= _EXACT_FLIPS:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1)   # [2^n, n]
+        t = signs @ flat
+        p = float(np.mean(np.abs(t) >= abs(delta) - tol))
+    else:
+        t = rng.choice((-1.0, 1.0), size=(int(n_perm), n)) @ flat
+        p = float((1 + np.sum(np.abs(t) >= abs(delta) - tol)) / (1 + int(n_perm)))
+    return {"delta": 100.0 * delta, "ci": (100.0 * float(lo), 100.0 * float(hi)), "p": min(1.0, p),
+            "n_problems": int(n)}
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control over the comparisons given): the i-th smallest
+    p becomes max over j <= i of min(1, (m - j + 1) p_(j)), in the input order."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj.tolist()

@@ -138,6 +138,12 @@ def table_metrics(table):
     return [f"{RESULTS}/metrics/{spec['domain']}/{b}/{m}/{bench}.json" for b, m, bench in C.table_cells(spec)]
 
 
+def table_grades(table):
+    """The grades of every cell of a table (the paired comparisons read per-problem verdicts)."""
+    spec = config["tables"][table]
+    return [f"{RESULTS}/grades/{spec['domain']}/{b}/{m}/{bench}.jsonl" for b, m, bench in C.table_cells(spec)]
+
+
 def benchmarks_of_kind(*kinds):
     """A wildcard regex matching exactly the benchmarks of these kinds (none: a regex that matches nothing), so that
     sampled benchmarks (math, code) and directly scored ones (mcq) reach their grades through different rules."""
@@ -173,7 +179,8 @@ def has_paper(table):
 def all_tables():
     """Every table (CSV + LaTeX), its side by side with the paper where the paper has that table
     (config/paper/<table>.csv), the cost of each stage and the config used (both shown in the report)."""
-    return ([f"{RESULTS}/tables/{t}.{ext}" for t in config["tables"] for ext in ("csv", "tex")]
+    return ([f"{RESULTS}/tables/{t}{part}.{ext}" for t in config["tables"] for part in ("", "_paired")
+             for ext in ("csv", "tex")]
             + [f"{RESULTS}/tables/{t}_vs_paper.{ext}" for t in config["tables"] if has_paper(t)
                for ext in ("csv", "tex")]
             + [f"{RESULTS}/tables/costs.csv", f"{RESULTS}/report/config.json"])

@@ -25,6 +25,31 @@ rule table:
         " --out-csv {output.csv} --out-tex {output.tex} > {log} 2>&1"
 
 
+rule paired:
+    """Each method of a table against each baseline on the same problems: Δ, paired bootstrap interval, p-value,
+    Holm's correction within the table, the paper's own difference beside ours (prift.tables.paired)."""
+    input:
+        grades=lambda w: table_grades(w.table),
+        paper=lambda w: [f"{workflow.basedir}/config/paper/{w.table}.csv"] if has_paper(w.table) else [],
+    wildcard_constraints:
+        table=TABLE_NAMES,
+    output:
+        csv=report(f"{RESULTS}/tables/{{table}}_paired.csv", category="Tables", subcategory="{table}",
+                   caption="../report/paired.rst", labels={"table": "{table}", "file": "paired (CSV)"}),
+        tex=report(f"{RESULTS}/tables/{{table}}_paired.tex", category="Tables", subcategory="{table}",
+                   caption="../report/paired.rst", labels={"table": "{table}", "file": "paired (LaTeX)"}),
+    params:
+        sig=lambda w: section_sig("tables", w.table) + section_sig("evaluation"),
+        paper=lambda w, input: f"--paper {input.paper}" if input.paper else "",
+    resources:
+        **stage_resources("table"),
+    log:
+        f"{RESULTS}/logs/tables/{{table}}_paired.log",
+    shell:
+        "{PRIFT} paired --config {CONFIG_FILE} --table {wildcards.table} --grades {input.grades} {params.paper}"
+        " --out-csv {output.csv} --out-tex {output.tex} > {log} 2>&1"
+
+
 rule compare:
     """One table beside the paper's published values (config/paper/<table>.csv): ours [95% CI] | paper | Δ, a flag
     where the paper's value lies outside our interval, footnotes on the paper's own inconsistencies."""

@@ -1,0 +1,138 @@
+"""Paired comparisons of a table's methods: each method against each baseline on the same problems.
+
+One row per (backbone, method, baseline, benchmark or "average", metric): the two methods' values, Δ = method −
+baseline in points, a 95% paired bootstrap interval (problems resampled jointly for both methods; for the average over
+benchmarks, within each benchmark), a sign-flip permutation p-value (prift.metrics.paired_difference), Holm's
+adjusted p-value over all rows of the table (the family: every comparison the table makes), whether it survives at
+5%, and the paper's own difference for the same cells where the paper prints both (config/paper/<table>.csv).
+
+Per-problem scores come from the grades files (prift.metrics.per_problem_scores): Avg@k from each problem's sample
+mean, Pass@k from the unbiased estimator, accuracy / pass@1 from the single verdict. Problems are matched by id.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from prift import metrics as M
+from prift.tables.render import atomic_write_text, latex_escape
+
+AVERAGE = "average"
+ALPHA = 0.05
+COLUMNS = ("backbone", "method", "baseline", "benchmark", "metric", "value", "baseline_value", "delta", "ci_low",
+           "ci_high", "p", "p_holm", "significant", "paper_delta", "n_problems")
+
+Cells = Mapping[tuple[str, str, str], tuple[Sequence[str], np.ndarray]]  # (backbone, method, bench) → (ids, matrix)
+
+
+def default_pairs(methods: Sequence[str], scores: Mapping[str, float]) -> list[tuple[str, str]]:
+    """(method, baseline) pairs of one backbone's rows by default: every PriFT row against SFT, DFT and the strongest
+    other baseline (the highest `scores` among the rest, Original and PriFT excluded). RL rows (`<init>+rl`) are
+    compared with RL rows."""
+    base = {m: m.split("+", 1)[0] for m in methods}
+    prift = [m for m in methods if base[m].startswith("prift")]
+    named = [m for m in methods if base[m] in ("sft", "dft")]
+    others = [m for m in methods if m not in prift and m not in named and base[m] != "original"]
+    strongest = max(others, key=lambda m: scores.get(m, float("-inf")), default=None)
+    baselines = named + ([strongest] if strongest is not None and strongest in scores else [])
+    return [(m, b) for m in prift for b in baselines]
+
+
+def _aligned(cells: Cells, key_a, key_b, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    (ids_a, ma), (ids_b, mb) = cells[key_a], cells[key_b]
+    if sorted(ids_a) != sorted(ids_b):
+        raise ValueError(f"{key_a} and {key_b} were graded on different problems ({len(ids_a)} vs {len(ids_b)}): "
+                         f"a paired comparison needs the same ones")
+    where = {i: r for r, i in enumerate(ids_b)}
+    order = [where[i] for i in ids_a]
+    return M.per_problem_scores(ma, metric), M.per_problem_scores(np.asarray(mb)[order], metric)
+
+
+def paired_frame(cells: Cells, pairs: Mapping[str, Sequence[tuple[str, str]]], benchmarks: Sequence[str],
+                 metrics: Sequence[str], *, paper: pd.DataFrame | None = None, variant_of=None, n_boot: int = 2000,
+                 n_perm: int = 20000, seed: int = 0) -> pd.DataFrame:
+    """The comparisons of one table (module doc). `pairs`: {backbone: [(method, baseline), ...]}; `paper`: a long
+    frame (backbone, method, variant, benchmark, metric, value) of the paper's values; `variant_of(method)` →
+    (paper method key, variant) for the lookup (RL runs `<init>+rl` are (init, "rl"))."""
+    rows = []
+    for bb, bb_pairs in pairs.items():
+        for method, baseline in bb_pairs:
+            for metric in metrics:
+                per = {bench: _aligned(cells, (bb, method, bench), (bb, baseline, bench), metric)
+                       for bench in benchmarks}
+                for bench in [*benchmarks, AVERAGE]:
+                    use = benchmarks if bench == AVERAGE else [bench]
+                    a, b = [per[x][0] for x in use], [per[x][1] for x in use]
+                    r = M.paired_difference(a, b, n_boot=n_boot, n_perm=n_perm, seed=seed)
+                    rows.append({"backbone": bb, "method": method, "baseline": baseline, "benchmark": bench,
+                                 "metric": metric, "value": 100 * float(np.mean([x.mean() for x in a])),
+                                 "baseline_value": 100 * float(np.mean([x.mean() for x in b])),
+                                 "delta": r["delta"], "ci_low": r["ci"][0], "ci_high": r["ci"][1], "p": r["p"],
+                                 "paper_delta": _paper_delta(paper, variant_of, bb, method, baseline, bench, metric),
+                                 "n_problems": r["n_problems"]})
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "significant")])
+    frame["p_holm"] = M.holm(frame["p"].tolist()) if len(frame) else []
+    frame["significant"] = frame["p_holm"] < ALPHA
+    return frame[list(COLUMNS)]
+
+
+def _paper_delta(paper, variant_of, bb, method, baseline, bench, metric) -> float:
+    if paper is None or paper.empty:
+        return float("nan")
+
+    def value(m):
+        key, variant = variant_of(m) if variant_of else (m, "")
+        hit = paper[(paper.backbone == bb) & (paper.method == key) & (paper.variant.fillna("") == variant)
+                    & (paper.benchmark == bench) & (paper.metric == metric)]
+        return float(hit.value.iloc[0]) if len(hit) else float("nan")
+    return value(method) - value(baseline)
+
+
+def to_csv_text(frame: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    out = frame.copy()
+    for c in ("value", "baseline_value", "delta", "ci_low", "ci_high", "paper_delta"):
+        out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    for c in ("p", "p_holm"):
+        out[c] = out[c].map(lambda v: f"{v:.4g}")
+    out.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+def to_latex_text(frame: pd.DataFrame, caption: str, labels: Mapping[str, str] | None = None) -> str:
+    """One row per (backbone, method vs baseline), one column per benchmark and the average, per metric: Δ with its
+    interval; bold where it survives Holm's correction at 5%."""
+    labels = labels or {}
+    if frame.empty:
+        return (f"% {latex_escape(caption)}: no comparison (the table has no PriFT row and no `paired:` entry)\n")
+    benches = list(dict.fromkeys(frame.benchmark))
+    out = []
+    for metric, part in frame.groupby("metric", sort=False):
+        cols = "ll" + "c" * len(benches)
+        head = " & ".join(["Model", "Comparison"] + [latex_escape(labels.get(b, b)) for b in benches])
+        lines = [f"\\begin{{table}}[t]\\centering\\small", f"\\caption{{{latex_escape(caption)} ({metric}): "
+                 f"method $-$ baseline in points, 95\\% paired bootstrap interval; bold: significant after Holm's "
+                 f"correction over the table's {len(frame)} comparisons}}", f"\\begin{{tabular}}{{{cols}}}",
+                 "\\toprule", head + " \\\\", "\\midrule"]
+        for (bb, m, base), grp in part.groupby(["backbone", "method", "baseline"], sort=False):
+            cells = []
+            for b in benches:
+                r = grp[grp.benchmark == b].iloc[0]
+                txt = f"{r.delta:+.2f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
+                cells.append(f"\\textbf{{{txt}}}" if r.significant else txt)
+            lines.append(" & ".join([latex_escape(labels.get(bb, bb)),
+                                     f"{latex_escape(labels.get(m, m))} vs {latex_escape(labels.get(base, base))}"]
+                                    + cells) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def write(frame: pd.DataFrame, out_csv: Path | str, out_tex: Path | str, caption: str,
+          labels: Mapping[str, str] | None = None) -> None:
+    atomic_write_text(out_csv, to_csv_text(frame))
+    atomic_write_text(out_tex, to_latex_text(frame, caption, labels))

@@ -1,0 +1,97 @@
+"""Paired comparisons of a table's methods (prift paired): the pairs chosen by default and by the config, Δ and its
+interval from the grades, Holm's correction over the table, the paper's own difference beside ours."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from prift import metrics as M
+from prift.cli import main as cli_main
+from prift.tables import paired as P
+from tests.conftest import REPO
+
+
+def test_default_pairs_are_prift_rows_against_sft_dft_and_the_strongest_other():
+    methods = ["original", "sft", "dft", "eaft", "idft", "prift-prob", "prift-mass"]
+    scores = {"original": 90.0, "sft": 10, "dft": 12, "eaft": 30, "idft": 20, "prift-prob": 25, "prift-mass": 26}
+    assert P.default_pairs(methods, scores) == [(m, b) for m in ("prift-prob", "prift-mass")
+                                                 for b in ("sft", "dft", "eaft")]
+    rl = ["sft+rl", "dft+rl", "prift-prob+rl", "prift-mass+rl"]
+    assert P.default_pairs(rl, {m: 1.0 for m in rl}) == [(m, b) for m in ("prift-prob+rl", "prift-mass+rl")
+                                                         for b in ("sft+rl", "dft+rl")]
+
+
+def _grades(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def table(tmp_path):
+    """The demo's Table 3 shape on two benchmarks with made-up grades: PriFT-mass solves every problem one sample more
+    often than DFT (a consistent gain), PriFT-prob as often as SFT."""
+    cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    cfg["tables"]["table3"]["benchmarks"] = ["math500", "aime24"]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rng = np.random.default_rng(0)
+    base = {b: rng.integers(1, 14, size=24) for b in ("math500", "aime24")}   # correct samples of 16, per problem
+    extra = {"original": -1, "sft": 0, "dft": 0, "prift-prob": 0, "prift-mass": 1}
+    files, counts = [], {}
+    for m, e in extra.items():
+        for b in ("math500", "aime24"):
+            c = np.clip(base[b] + e, 0, 16)
+            counts[(m, b)] = c
+            f = tmp_path / "results" / "grades" / "math" / "tiny" / m / f"{b}.jsonl"
+            _grades(f, [{"id": f"{b}-{i}", "sample": s, "qwen": bool(s < c[i]), "math_verify": bool(s < c[i])}
+                        for i in range(24) for s in range(16)])
+            files.append(str(f))
+    return path, files, counts, tmp_path
+
+
+def test_paired_verb_from_grades(table):
+    path, files, counts, tmp = table
+    assert cli_main(["paired", "--config", str(path), "--table", "table3", "--grades", *files, "--out-csv",
+                     str(tmp / "p.csv"), "--out-tex", str(tmp / "p.tex")]) == 0
+    frame = pd.read_csv(tmp / "p.csv")
+    # PriFT-prob and PriFT-mass against SFT and DFT (no other baseline in the demo), 2 metrics × (2 benchmarks + avg)
+    assert set(zip(frame.method, frame.baseline)) == {(m, b) for m in ("prift-prob", "prift-mass")
+                                                       for b in ("sft", "dft")}
+    assert len(frame) == 4 * 2 * 3
+    row = frame[(frame.method == "prift-mass") & (frame.baseline == "dft") & (frame.benchmark == "average")
+                & (frame.metric == "avg@16")].iloc[0]
+    want = 100 * np.mean([(np.clip(counts[("prift-mass", b)], 0, 16) - counts[("dft", b)]).mean() / 16
+                          for b in ("math500", "aime24")])
+    assert row.delta == pytest.approx(want, abs=0.006) and row.significant and row.ci_low > 0
+    same = frame[(frame.method == "prift-prob") & (frame.baseline == "sft")]
+    assert (same.delta == 0).all() and (same.p == 1).all() and not same.significant.any()
+    # Holm over the table's 24 comparisons
+    assert np.allclose(frame.p_holm, M.holm(frame.p.tolist()), atol=1e-4)
+    tex = (tmp / "p.tex").read_text()
+    assert "PriFT-mass vs DFT" in tex and "\\textbf{" in tex
+
+
+def test_configured_pairs_and_the_papers_difference(table):
+    path, files, counts, tmp = table
+    cfg = yaml.safe_load(path.read_text())
+    cfg["tables"]["table3"]["paired"] = {"methods": ["prift-mass"], "baselines": ["original"]}
+    path.write_text(yaml.safe_dump(cfg))
+    paper = tmp / "paper.csv"
+    paper.write_text("backbone,method,variant,benchmark,metric,value,mark\n"
+                     "tiny,prift-mass,,average,avg@16,31.5,\ntiny,original,,average,avg@16,20.25,\n")
+    assert cli_main(["paired", "--config", str(path), "--table", "table3", "--grades", *files, "--paper", str(paper),
+                     "--out-csv", str(tmp / "p.csv"), "--out-tex", str(tmp / "p.tex")]) == 0
+    frame = pd.read_csv(tmp / "p.csv")
+    assert set(zip(frame.method, frame.baseline)) == {("prift-mass", "original")}
+    avg = frame[(frame.benchmark == "average") & (frame.metric == "avg@16")].iloc[0]
+    assert avg.paper_delta == pytest.approx(11.25)
+    assert frame[frame.benchmark != "average"].paper_delta.isna().all()
+    cfg["tables"]["table3"]["paired"] = {"baselines": ["dfft"]}
+    path.write_text(yaml.safe_dump(cfg))
+    from prift import config as C
+    with pytest.raises(C.ConfigError, match=r"tables\.table3\.paired\.baselines.*'dfft'.*did you mean 'dft'"):
+        C.load(path)
