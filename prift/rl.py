@@ -694,11 +694,13 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
         logging_steps=bm["logging_steps"], log_completions=False, dataloader_num_workers=0,
         **vllm_kwargs,
     )
+    args.mixed_precision = "bf16" if args.bf16 else "no"  # the recipe decides, not the launcher (see prift.sft.train)
     Trainer = _dapo_trainer_class()
     trainer = Trainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=ds, processing_class=tok,
                       callbacks=[_progress_callback(log, recipe), runs.health_callback(), *(callbacks or [])],
                       dynamic_sampling=recipe.dynamic_sampling, filter_metric=recipe.filter_metric,
                       max_gen_rounds=recipe.max_gen_rounds, on_exhausted=recipe.on_exhausted)
+    parallelism = runs.parallelism(trainer, log=log)
     resume = runs.prepare_checkpoints(ckpt_dir, fp, describe, log=log)
     if resume:
         log(f"resuming from {resume}")
@@ -707,19 +709,18 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
     result = trainer.train(resume_from_checkpoint=resume)
 
     main = trainer.is_world_process_zero()
-    if trainer.is_fsdp_enabled:
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))
+    runs.save_final_model(trainer, tmp)
     history = trainer.state.log_history
     step_logs = [h for h in history if "reward" in h]
     summary = {"recipe": asdict(recipe) | {"betas": list(recipe.betas)}, "model_path": str(model_path),
                "n_prompts": len(ds), "n_prompts_too_long": too_long,
                "rl_steps": trainer.state.global_step // recipe.updates_per_rl_step,
                "optimizer_steps": trainer.state.global_step, "grpo_config": bm, "world_size": world,
+               "parallelism": parallelism, "mixed_precision": trainer.accelerator.mixed_precision,
                "use_vllm": use_vllm, "train_loss": result.training_loss, "resumed_from": resume,
                "seconds": round(time.time() - t0, 1), "fingerprint": fp,
                "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, bool(recipe.bf16 and cuda)),

@@ -167,6 +167,46 @@ def health_callback():
     return _Health()
 
 
+def parallelism(trainer, log=print) -> str:
+    """How the processes of a (started) Trainer share the model: "fsdp2" / "fsdp1" (parameters, gradients and optimizer
+    state sharded), "ddp" (a full replica per process, gradients averaged) or "single". Recorded in prift_run.json.
+
+    A launch that asks for FSDP (accelerate's config sets ACCELERATE_USE_FSDP) and gets DDP is said in the log:
+    accelerate promotes a launch to FSDP only on GPU-like devices, so `accelerate launch --config_file
+    config/accelerate/fsdp.yaml` on CPU trains with DDP on gloo (correct, with a full model in every process)."""
+    acc = trainer.accelerator
+    if trainer.is_fsdp_enabled:
+        return "fsdp2" if acc.is_fsdp2 else "fsdp1"
+    kind = "ddp" if acc.num_processes > 1 else "single"
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        log(f"FSDP was asked for (ACCELERATE_USE_FSDP) but accelerate runs {kind} ({acc.distributed_type.value}): "
+            f"accelerate enables FSDP only on GPUs; every process holds the full model")
+    return kind
+
+
+def save_final_model(trainer, out_dir: str | Path) -> None:
+    """Write the trained model to `out_dir` as a Hugging Face checkpoint. Every process calls it; the main process
+    writes.
+
+    Under FSDP (sharded trainer checkpoints while training) the full state dict is gathered from the shards once
+    (accelerate: torch's `get_model_state_dict`, full tensors on the main process's CPU). The gather hands back weights
+    that the model ties - the embedding and output layer of a tied backbone such as Qwen2.5-1.5B - as separate
+    tensors, which `save_pretrained` would store twice; they are made one tensor again, so that the checkpoint is the
+    one a single process writes."""
+    if not trainer.is_fsdp_enabled:
+        trainer.save_model(str(out_dir))
+        return
+    state = trainer.accelerator.get_state_dict(trainer.model)   # a collective; empty on the other processes
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    owner: dict[int, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        first = owner.setdefault(id(p), name)
+        if first != name and first in state and name in state:
+            state[name] = state[first]
+    if trainer.is_world_process_zero():
+        model.save_pretrained(str(out_dir), state_dict=state)
+
+
 def resolve_save_dtype(save_dtype: str, bf16_training: bool) -> str:
     """The dtype a final model is saved in: `auto` = the training dtype (bfloat16 for a bf16 run on GPU: the paper's
     7-8B runs take 15 GB each instead of 30), else float32; or the named dtype."""

@@ -659,12 +659,17 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
         dataloader_num_workers=0, disable_tqdm=False, use_cpu=not torch.cuda.is_available(),
         average_tokens_across_devices=recipe.loss_norm == "global_tokens",
     )
+    # The recipe decides mixed precision, not the launcher: TrainingArguments otherwise takes accelerate's
+    # ACCELERATE_MIXED_PRECISION (bf16 in config/accelerate/*.yaml), which would put a CPU or fp32 run under bf16
+    # autocast while the fingerprint says bf16: false.
+    args.mixed_precision = "bf16" if use_bf16 else "no"
     Trainer = _sft_trainer_class()
     keys = method.stats if method.cached else ()
     trainer = Trainer(model=model, args=args, train_dataset=ds, processing_class=tok, method=method,
                       ref_model=ref_model, fused_head=recipe.fused_head, loss_norm=recipe.loss_norm,
                       data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys),
                       callbacks=[runs.health_callback(), *(callbacks or [])])
+    parallelism = runs.parallelism(trainer, log=log)
     probes = out_dir.parent / "probes.jsonl"
     if analysis and analysis.get("every") and heldout:
         from prift.analysis import DriftProbe
@@ -688,18 +693,17 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
         raise
 
     main = trainer.is_world_process_zero()
-    if trainer.is_fsdp_enabled:  # sharded checkpoints while training; one full Hugging Face checkpoint at the end
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))  # every rank: FSDP gathers the full state dict; only the main process writes
+    runs.save_final_model(trainer, tmp)  # every rank: FSDP gathers the full state dict; the main process writes
     summary = {"method": method.__dict__, "recipe": recipe.__dict__ | {"betas": list(recipe.betas)},
                "model_path": model_path, "scores_path": str(scores_path) if scores_path else None,
                "n_examples": len(examples), "data": lengths, "global_steps": trainer.state.global_step,
                "train_loss": result.training_loss, "resumed_from": resume, "seconds": round(time.time() - t0, 1),
-               "grad_accum": accum, "world_size": world, "fused_head": trainer.fused, "fingerprint": fp,
+               "grad_accum": accum, "world_size": world, "parallelism": parallelism,
+               "mixed_precision": trainer.accelerator.mixed_precision, "fused_head": trainer.fused, "fingerprint": fp,
                "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, use_bf16)}
     if main:
         runs.finish_run(tmp, ckpt_dir, save_dtype=summary["save_dtype"], keep_checkpoints=recipe.keep_checkpoints,

@@ -326,6 +326,25 @@ def test_asft_logs_kl_and_mass_logs_selection(tiny_backbone, scores16, tmp_path)
     assert 0 < log[0]["selected_frac"] < 1 and log[0]["weight_mean"] == pytest.approx(log[0]["selected_frac"])
 
 
+def test_the_recipe_not_the_launcher_decides_mixed_precision(tiny_backbone, tmp_path, monkeypatch):
+    """`accelerate launch --config_file config/accelerate/{ddp,fsdp}.yaml` sets ACCELERATE_MIXED_PRECISION=bf16 in every
+    process, and TrainingArguments took it over the recipe: a CPU run (or a `bf16: false` recipe) then trained under
+    bf16 autocast while its fingerprint said float32. The loss must run without autocast, and the run says so."""
+    import torch
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    autocast = []
+    inner = sft.method_loss_hidden
+
+    def spy(*a, **k):
+        autocast.append(torch.is_autocast_enabled("cpu"))
+        return inner(*a, **k)
+
+    monkeypatch.setattr(sft, "method_loss_hidden", spy)
+    s = _run(tiny_backbone, tmp_path / "run" / "final", 16, ["dft", {"rule": "prob"}],
+             _recipe(global_batch_size=4, max_steps=1, bf16=True))
+    assert autocast == [False] and s["mixed_precision"] == "no" and s["parallelism"] == "single"
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # accelerate configs
 
