@@ -77,10 +77,14 @@ def test_every_latex_table_of_the_demo_compiles(demo_run, pdflatex, tmp_path):
     base, _, cfg = demo_run
     tables = base / "results" / "tables"
     written = sorted(tables.glob("*.tex"))
-    assert {p.name for p in written} == ({f"{t}.tex" for t in cfg["tables"]}
+    assert {p.name for p in written} == ({f"{t}{part}.tex" for t in cfg["tables"] for part in ("", "_paired")}
                                          | {f"{t}_vs_paper.tex" for t in cfg["tables"]
                                             if (REPO / "config" / "paper" / f"{t}.csv").exists()})
-    assert {"table3.tex", "table3_vs_paper.tex", "table5.tex", "table5_vs_paper.tex"} <= {p.name for p in written}
+    assert {"table3.tex", "table3_vs_paper.tex", "table5.tex", "table5_vs_paper.tex", "table3_paired.tex"} <= {
+        p.name for p in written}
+    paired = pd.read_csv(base / "results" / "tables" / "table3_paired.csv")   # PriFT rows vs SFT and DFT
+    assert set(zip(paired.method, paired.baseline)) == {(m, b) for m in ("prift-prob", "prift-mass")
+                                                         for b in ("sft", "dft")}
     assert pdflatex(written, tmp_path / "doc").stat().st_size > 0
 
 
@@ -130,9 +134,10 @@ def test_deleting_one_checkpoint_reruns_exactly_its_dependents(demo_run):
     table = stats.splitlines()[3:]
     table = table[:table.index("")] if "" in table else table  # the job-stats table ends at the first blank line
     counts = {l.split()[0]: int(l.split()[1]) for l in table if len(l.split()) == 2 and l.split()[1].isdigit()}
-    # dft is no RL init, so Table 5 stays; Table 3, its side by side with the paper and the cost summary are redone
-    assert counts == {"sft": 1, "generate": 2, "grade": 2, "metrics": 2, "table": 1, "compare": 1, "costs": 1,
-                      "figures": 1, "all": 1, "total": 12}
+    # dft is no RL init, so Table 5 stays; Table 3, its paired comparisons, its side by side with the paper and the
+    # cost summary are redone
+    assert counts == {"sft": 1, "generate": 2, "grade": 2, "metrics": 2, "table": 1, "paired": 1, "compare": 1,
+                      "costs": 1, "figures": 1, "all": 1, "total": 13}
     p = snakemake(path, str(final), "all")
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
 
