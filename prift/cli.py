@@ -143,7 +143,9 @@ def cmd_score(args):
 def cmd_sft(args):
     from prift import config as C
     from prift.data import read_examples
-    from prift.sft import Method, Recipe, train
+    from prift.methods import Method
+    from prift.recipes import Recipe
+    from prift.sft import train
     cfg = _cfg(args)
     method = Method.from_config(args.method, cfg["methods"][args.method])
     recipe = Recipe.from_config(cfg["training"][args.domain])
@@ -179,7 +181,8 @@ def cmd_prepare_rl(args):
 def cmd_rl(args):
     from prift import config as C
     from prift.data import read_jsonl
-    from prift.rl import RLRecipe, train_rl
+    from prift.recipes import RLRecipe
+    from prift.rl import train_rl
     cfg = _cfg(args)
     rl = _rl_section(cfg)
     if args.backbone not in rl["backbones"]:

@@ -52,22 +52,13 @@ def schema_errors(cfg: dict, schema_path: Path = SCHEMA) -> list[str]:
 
 def check_references(cfg: dict) -> list[str]:
     """Cross-references the schema cannot express."""
-    from prift.weighting import RULES, check_rule_params
+    from prift.methods import check_method
     msgs = []
     for name, m in cfg["methods"].items():
-        if m["rule"] not in RULES:
-            msgs.append(f"config key 'methods.{name}.rule': unknown rule '{m['rule']}'{_suggest(m['rule'], RULES)}; "
-                        f"known: {sorted(RULES)}")
-        else:
-            msgs += [f"config key 'methods.{name}.params': {p}" for p in check_rule_params(m["rule"], m.get("params"))]
-        if "kd_beta" in m and (m["rule"] != "prob" or m["source"] != "reference"):
-            msgs.append(f"config key 'methods.{name}.kd_beta': KD (App. D.1) is rule 'prob' on the teacher's cached "
-                        f"statistics (source 'reference'), not rule '{m['rule']}' with source '{m['source']}'")
-        if m["source"] == "reference" and m.get("reference") not in cfg["backbones"]:
-            msgs.append(f"config key 'methods.{name}.reference': source 'reference' needs a backbone key, "
-                        f"got {m.get('reference')!r}")
-        if m["source"] == "ema" and "ema_rho" not in m:
-            msgs.append(f"config key 'methods.{name}.ema_rho': required when source is 'ema'")
+        msgs += check_method(name, m)
+        if m.get("reference") is not None and m["reference"] not in cfg["backbones"]:
+            msgs.append(f"config key 'methods.{name}.reference': unknown backbone '{m['reference']}'"
+                        f"{_suggest(m['reference'], cfg['backbones'])}")
     for d, dom in cfg["domains"].items():
         if d not in cfg["training"]:
             msgs.append(f"config key 'training.{d}': missing recipe for domain '{d}'")
@@ -129,7 +120,7 @@ def check_references(cfg: dict) -> list[str]:
                     msgs.append(f"config key 'tables.{t}.paired.{field}': '{x}' is not a method of the table"
                                 f"{_suggest(x, shown)}")
         if spec.get("paper_layout"):
-            from prift.tables import SPECS
+            from prift.tables.specs import SPECS
             if t not in SPECS:
                 msgs.append(f"config key 'tables.{t}.paper_layout': no paper table named '{t}'"
                             f"{_suggest(t, SPECS)}; known: {sorted(SPECS)}")
@@ -176,7 +167,7 @@ def check_reference_tokenizers(cfg: dict) -> list[str]:
 
 def _check_rl(cfg: dict) -> list[str]:
     """The `rl:` section: inits are fine-tuning methods, backbones are known, and the recipe (with each backbone's
-    overrides) is a valid prift.rl.RLRecipe."""
+    overrides) is a valid prift.recipes.RLRecipe."""
     rl = cfg.get("rl")
     if not rl:
         return []
@@ -189,7 +180,7 @@ def _check_rl(cfg: dict) -> list[str]:
         if b not in cfg["backbones"]:
             msgs.append(f"config key 'rl.backbones': unknown backbone '{b}'{_suggest(b, cfg['backbones'])}")
             continue
-        from prift.rl import RLRecipe
+        from prift.recipes import RLRecipe
         try:
             RLRecipe.from_config(rl.get("recipe") or {}, over or {})
         except (TypeError, ValueError) as e:
@@ -568,8 +559,9 @@ def references_needed(cfg: dict) -> list[tuple[str, str]]:
 
 
 def reference_of(cfg: dict, backbone: str, method: str) -> str | None:
-    spec = cfg["methods"][method]
-    return {"pretrained": backbone, "reference": spec.get("reference")}.get(spec["source"])
+    """The backbone whose cached reference pass a run of `method` on `backbone` reads (None: it reads none)."""
+    from prift.methods import reference_of as of
+    return of(cfg["methods"][method], backbone)
 
 
 def results(cfg: dict) -> Path:

@@ -8,7 +8,7 @@ with one line per problem (`config key '<key>': <what>`), not hours later on a c
 - the drift probes' held-out examples fit in the training data where its records can be counted here (a local file
   or the demo generator; a hub dataset is counted by `prift prepare`, with the same rule);
 - each training recipe's global batch is a multiple of its per-device batch (the GPU count is only known at run
-  time: prift.sft.grad_accum_steps checks the rest);
+  time: prift.recipes.grad_accum_steps checks the rest);
 - Avg@k / Pass@k never ask for more samples (k) than a benchmark draws (n).
 
 Relative paths are resolved against the working directory, as the jobs resolve them (Snakemake runs every job
@@ -22,8 +22,6 @@ from pathlib import Path
 from prift.config import SWEEP_FIGURES, probed_domains
 from prift.data import count_records
 
-# prift.sft.Recipe's defaults of the two batch sizes (prift.sft imports torch; tests/test_config.py pins equality)
-RECIPE_BATCH_DEFAULTS = {"global_batch_size": 256, "per_device_batch_size": 4}
 DEFAULT_HELDOUT = 64   # the schema's default of analysis.heldout
 DEFAULT_K = 16         # the schema's default of evaluation.k
 DEFAULT_N = 16         # the schema's default of generation.n
@@ -60,9 +58,10 @@ def check_paths(cfg: dict, base: str | Path = ".") -> list[str]:
 
 def check_batches(cfg: dict) -> list[str]:
     """global_batch_size of each training recipe is a multiple of its per_device_batch_size."""
+    from prift.recipes import Recipe
     msgs = []
     for d, recipe in cfg["training"].items():
-        g, p = ({**RECIPE_BATCH_DEFAULTS, **recipe}[k] for k in ("global_batch_size", "per_device_batch_size"))
+        g, p = (recipe.get(k, getattr(Recipe, k)) for k in ("global_batch_size", "per_device_batch_size"))
         if g % p:
             msgs.append(f"config key 'training.{d}.global_batch_size': {g} is not a multiple of "
                         f"per_device_batch_size {p} (gradient accumulation keeps the global batch exact only then)")

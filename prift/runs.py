@@ -212,8 +212,9 @@ def resolve_save_dtype(save_dtype: str, bf16_training: bool) -> str:
     7-8B runs take 15 GB each instead of 30), else float32; or the named dtype."""
     if save_dtype == "auto":
         return "bfloat16" if bf16_training else "float32"
-    if save_dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"save_dtype must be auto, float32, bfloat16 or float16, not {save_dtype!r}")
+    from prift.recipes import SAVE_DTYPES
+    if save_dtype not in SAVE_DTYPES:
+        raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, not {save_dtype!r}")
     return save_dtype
 
 

@@ -39,132 +39,13 @@ import torch
 import torch.nn.functional as F
 
 from prift import weighting as W
+from prift.methods import Method
+from prift.recipes import Recipe, grad_accum_steps
 from prift import runs
 from prift.runs import last_checkpoint
 
 # Online statistics that come out of the chunked log-prob kernel itself (no extra pass over the vocabulary).
 KERNEL_STATS = {"logp", "prob", "entropy"}
-MIN_SELECTED_FRAC = 1e-3   # a run whose weights select fewer response tokens than this stops (Method.min_selected_frac)
-
-
-@dataclass
-class Method:
-    """A weighting rule × a statistics source (+ extras). Built from one entry of the config's `methods`."""
-    name: str
-    rule: str = "sft"
-    source: str = "online"           # online | pretrained | reference | ema
-    params: dict = field(default_factory=dict)  # the rule's parameters (tau, w_min, b, stat/keep/frac, ...)
-    reference: str | None = None     # backbone key / run of the frozen reference when source is pretrained/reference
-    ema_rho: float | None = None     # momentum of the EMA source
-    asft_beta: float = 0.0           # ASFT's KL anchor β·KL(π_ref ‖ π_θ) (needs the reference model online)
-    kd_beta: float | None = None     # App. D.1: −q(y)log p(y) − β Σ_{v≠y} q(v) log p(v) (the teacher online if β > 0)
-    min_selected_frac: float = MIN_SELECTED_FRAC  # stop when the weights select fewer tokens (0: intended, Fig. 6b)
-
-    @classmethod
-    def from_config(cls, name: str, spec: dict) -> "Method":
-        known = {"rule", "source", "params", "reference", "ema_rho", "asft_beta", "kd_beta", "label",
-                 "min_selected_frac"}
-        unknown = set(spec) - known
-        if unknown:
-            raise ValueError(f"method '{name}': unknown keys {sorted(unknown)} (known: {sorted(known)})")
-        m = cls(name=name, **{k: v for k, v in spec.items() if k != "label"})
-        if m.source not in ("online", "pretrained", "reference", "ema"):
-            raise ValueError(f"method '{name}': source must be online, pretrained, reference or ema, not {m.source!r}")
-        if m.source == "ema" and m.ema_rho is None:
-            raise ValueError(f"method '{name}': source 'ema' needs 'ema_rho'")
-        problems = W.check_rule_params(m.rule, m.params)
-        if problems:
-            raise ValueError(f"method '{name}': " + "; ".join(problems))
-        if m.kd_beta is not None and (m.rule != "prob" or not m.cached):
-            # App. D.1: −q(y)log p(y) − β Σ_{v≠y} q(v) log p(v): the target term is the weighted NLL with m_t = q(y_t),
-            # i.e. rule `prob` on the teacher's cached statistics; the teacher is also the model of `reference`.
-            raise ValueError(f"method '{name}': kd_beta needs rule 'prob' and source 'reference' (the teacher's "
-                             f"statistics), not rule {m.rule!r} with source {m.source!r}")
-        if m.asft_beta < 0 or (m.kd_beta is not None and m.kd_beta < 0):
-            raise ValueError(f"method '{name}': asft_beta and kd_beta must be >= 0")
-        return m
-
-    @property
-    def stats(self) -> tuple[str, ...]:
-        """The statistics the rule reads (the only columns the collator attaches for a cached source)."""
-        return W.rule_reads(self.rule, self.params)
-
-    @property
-    def cached(self) -> bool:
-        """Whether the statistics come from a reference pass file (no second model in memory)."""
-        return self.source in ("pretrained", "reference")
-
-    @property
-    def needs_ref_logits(self) -> bool:
-        """Whether the frozen reference model runs beside the online one (ASFT's KL, KD's non-target term; KD with
-        β = 0 is the weighted NLL on cached statistics alone and loads no teacher)."""
-        return self.asft_beta > 0 or bool(self.kd_beta)
-
-
-def check_keys(cls, spec: dict, what: str) -> None:
-    """A config section read into dataclass `cls` may only use its fields."""
-    known = set(cls.__dataclass_fields__)
-    unknown = set(spec) - known
-    if unknown:
-        raise ValueError(f"{what}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
-
-
-@dataclass
-class Recipe:
-    """Optimisation hyper-parameters of one run (config `training.<domain>`)."""
-    epochs: float = 1.0
-    global_batch_size: int = 256
-    per_device_batch_size: int = 4
-    lr: float = 5e-5
-    betas: tuple = (0.9, 0.95)
-    weight_decay: float = 0.01
-    scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
-    grad_clip: float = 1.0
-    max_length: int = 2048
-    bf16: bool = True
-    save_steps: int = 100
-    logging_steps: int = 10
-    max_steps: int = -1
-    seed: int = 42
-    gradient_checkpointing: bool = False
-    fused_head: bool = True          # loss from hidden states + chunked LM head (no [B, L, V] logits); see module doc
-    loss_norm: str = "micro_batch"   # micro_batch (the authors' code) | global_tokens; see the module doc
-    max_truncated_frac: float = 0.05 # stop when more examples are cut by max_length (prift.data.check_lengths)
-    max_empty_frac: float = 0.01     # stop when more examples have an empty response
-    after_nan: str = "stop"          # a rerun after a non-finite-loss stop: stop | resume | restart (prift.runs)
-    save_dtype: str = "auto"         # the final model's dtype: auto = the training dtype (bf16 runs: bfloat16)
-    keep_checkpoints: bool = False   # keep the trainer checkpoints once the final model is published
-
-    # recipe keys that change no trained weight: left out of the run's fingerprint (a change resumes, never retrains)
-    OPERATIONAL = ("save_steps", "logging_steps", "max_truncated_frac", "max_empty_frac", "after_nan",
-                   "keep_checkpoints")
-
-    @classmethod
-    def from_config(cls, spec: dict) -> "Recipe":
-        check_keys(cls, spec, "training recipe")
-        r = cls(**spec)
-        r.betas = tuple(r.betas)
-        if r.loss_norm not in ("micro_batch", "global_tokens"):
-            raise ValueError(f"training recipe: loss_norm must be 'micro_batch' or 'global_tokens', not "
-                             f"{r.loss_norm!r}")
-        runs.resolve_save_dtype(r.save_dtype, False)   # a known name
-        if r.after_nan not in ("stop", "resume", "restart"):
-            raise ValueError(f"training recipe: after_nan must be 'stop', 'resume' or 'restart', not {r.after_nan!r}")
-        return r
-
-    def weights_part(self) -> dict:
-        """The recipe's keys that decide the weights (its part of the run fingerprint)."""
-        return {k: v for k, v in self.__dict__.items() if k not in self.OPERATIONAL} | {"betas": list(self.betas)}
-
-
-def grad_accum_steps(global_batch: int, per_device: int, world_size: int) -> int:
-    """Gradient accumulation that keeps the global batch exact for any GPU count."""
-    denom = per_device * world_size
-    if global_batch % denom:
-        raise ValueError(f"global_batch_size={global_batch} is not a multiple of per_device_batch_size={per_device} "
-                         f"× {world_size} processes; change per_device_batch_size")
-    return global_batch // denom
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -280,12 +280,6 @@ def test_global_batch_must_be_a_multiple_of_the_per_device_batch():
         in _invalid(cfg)
 
 
-def test_batch_defaults_of_the_check_are_the_recipes():
-    from prift.preflight import RECIPE_BATCH_DEFAULTS
-    from prift.sft import Recipe
-    assert RECIPE_BATCH_DEFAULTS == {k: getattr(Recipe(), k) for k in RECIPE_BATCH_DEFAULTS}
-
-
 def test_k_larger_than_n_is_refused():
     cfg = _load("demo.yaml")
     cfg["benchmarks"]["aime24"]["generation"] = {"n": 8}

@@ -156,8 +156,8 @@ METHODS = [
     # ASFT (App. B): DFT + 0.05·KL(π_ref ‖ π_θ)
     ("asft", {"rule": "prob", "source": "online", "asft_beta": 0.05}),
     # KD (App. D.1, Table 7): rule prob on the teacher's statistics + β · non-target term
-    ("kd-0.5", {"rule": "prob", "source": "reference", "kd_beta": 0.5}),
-    ("kd-1", {"rule": "prob", "source": "reference", "kd_beta": 1.0}),
+    ("kd-0.5", {"rule": "prob", "source": "reference", "reference": "teacher", "kd_beta": 0.5}),
+    ("kd-1", {"rule": "prob", "source": "reference", "reference": "teacher", "kd_beta": 1.0}),
 ]
 
 
@@ -238,7 +238,8 @@ def test_kd_beta_zero_is_prift_prob_with_the_teacher(batch_and_cache, forwards):
     labels = batch["labels"]
     n = (labels[:, 1:] != -100).sum()
     on, rf = forwards["on"], forwards["ref"]
-    kd0, _ = method_loss_hidden(Method.from_config("kd", {"rule": "prob", "source": "reference", "kd_beta": 0.0}),
+    kd0, _ = method_loss_hidden(Method.from_config("kd", {"rule": "prob", "source": "reference",
+                                                          "reference": "teacher", "kd_beta": 0.0}),
                                 on["hidden"], *on["head"], labels, n, ref, ref_hidden=rf["hidden"], ref_head=rf["head"])
     pp, _ = method_loss_hidden(Method.from_config("pp", {"rule": "prob", "source": "pretrained"}),
                                on["hidden"], *on["head"], labels, n, ref)
@@ -246,8 +247,8 @@ def test_kd_beta_zero_is_prift_prob_with_the_teacher(batch_and_cache, forwards):
     q = torch.softmax(rf["logits"].double(), -1)
     for b, t in _positions(labels):
         assert float(ref["ref_prob"][b, t]) == pytest.approx(float(q[b, t - 1, int(labels[b, t])]), abs=1e-5)
-    with pytest.raises(ValueError, match="kd_beta needs rule 'prob'"):
-        Method.from_config("bad", {"rule": "sft", "source": "reference", "kd_beta": 0.5})
+    with pytest.raises(ValueError, match="KD \\(App. D.1\\) is rule 'prob'"):
+        Method.from_config("bad", {"rule": "sft", "source": "reference", "reference": "teacher", "kd_beta": 0.5})
 
 
 def test_online_and_pretrained_agree_at_step_zero(batch_and_cache, forwards):

@@ -473,16 +473,14 @@ def test_kd_with_beta_zero_loads_no_teacher(tiny_backbone, scores16, tmp_path):
     """Table 7's β = 0 is the weighted NLL on the teacher's cached statistics: the teacher is never loaded (a path
     that does not exist is never opened), and the run equals PriFT-prob on the same statistics."""
     r = _recipe(global_batch_size=4)
-    a = _run(tiny_backbone, tmp_path / "kd0" / "final", 16, ["kd0", {"rule": "prob", "source": "reference",
-                                                                    "kd_beta": 0.0}], r, scores=scores16,
+    kd = {"rule": "prob", "source": "reference", "reference": "tiny"}
+    a = _run(tiny_backbone, tmp_path / "kd0" / "final", 16, ["kd0", {**kd, "kd_beta": 0.0}], r, scores=scores16,
              ref_model_path=str(tmp_path / "no-teacher-here"))
-    _run(tiny_backbone, tmp_path / "pp" / "final", 16, ["pp", {"rule": "prob", "source": "reference"}], r,
-         scores=scores16)
+    _run(tiny_backbone, tmp_path / "pp" / "final", 16, ["pp", kd], r, scores=scores16)
     assert a["global_steps"] == 4
     assert _max_rel_diff(_weights(tmp_path / "pp" / "final"), _weights(tmp_path / "kd0" / "final")) < 1e-6
     with pytest.raises(OSError):   # β > 0 does load it
-        _run(tiny_backbone, tmp_path / "kd1" / "final", 16, ["kd1", {"rule": "prob", "source": "reference",
-                                                                    "kd_beta": 0.5}], r, scores=scores16,
+        _run(tiny_backbone, tmp_path / "kd1" / "final", 16, ["kd1", {**kd, "kd_beta": 0.5}], r, scores=scores16,
              ref_model_path=str(tmp_path / "no-teacher-here"))
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from prift import rules as R
 from prift import weighting as W
 
 RTOL, ATOL = 1e-5, 1e-7  # relative error bound; absolute floor for values that are ~0
@@ -231,7 +232,7 @@ def test_talr_adaptive_tau_is_the_median_loss_of_the_masked_tokens(over):
     want = torch.where(mask, (ref["logp"] / tau).exp().clamp_min(0.01), 0.0)
     got = W.token_weights("talr", W.token_stats(logits, targets), mask, median_over=over)
     torch.testing.assert_close(got.double(), want, rtol=RTOL, atol=ATOL)
-    assert float(W.talr_tau(W.token_stats(logits, targets)["logp"], mask, over)) == pytest.approx(tau, rel=1e-5)
+    assert float(R.talr_tau(W.token_stats(logits, targets)["logp"], mask, over)) == pytest.approx(tau, rel=1e-5)
     # not DFT with a floor: the weights of tau = 1 differ
     dft_floor = W.token_weights("talr", W.token_stats(logits, targets), mask, tau=1.0)
     assert (got - dft_floor).abs().max() > 0.05
@@ -239,9 +240,9 @@ def test_talr_adaptive_tau_is_the_median_loss_of_the_masked_tokens(over):
 
 def test_talr_tau_even_count_and_degenerate_batches():
     lp = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.0625]]))
-    assert float(W.talr_tau(lp, None)) == pytest.approx((math.log(4) + math.log(8)) / 2)  # mean of the middle two
-    assert float(W.talr_tau(torch.zeros(2, 3), None)) == pytest.approx(W.TALR_TAU_MIN)   # every p_t = 1
-    assert float(W.talr_tau(lp, torch.zeros(1, 4, dtype=torch.bool))) == 1.0             # no token: no weights
+    assert float(R.talr_tau(lp, None)) == pytest.approx((math.log(4) + math.log(8)) / 2)  # mean of the middle two
+    assert float(R.talr_tau(torch.zeros(2, 3), None)) == pytest.approx(R.TALR_TAU_MIN)   # every p_t = 1
+    assert float(R.talr_tau(lp, torch.zeros(1, 4, dtype=torch.bool))) == 1.0             # no token: no weights
 
 
 @pytest.mark.parametrize("rule,params,problem", [
@@ -255,15 +256,15 @@ def test_talr_tau_even_count_and_degenerate_batches():
     ("profit", {"tau": "high"}, "parameter 'tau' must be a number in [0, 1]"),
 ])
 def test_rule_parameters_are_checked_without_tensors(rule, params, problem):
-    assert any(problem in m for m in W.check_rule_params(rule, params)), W.check_rule_params(rule, params)
+    assert any(problem in m for m in R.check_rule_params(rule, params)), R.check_rule_params(rule, params)
 
 
 def test_valid_rule_parameters_pass_and_rules_declare_their_statistics():
     for rule, params in RULE_PARAMS:
-        assert W.check_rule_params(rule, params) == []
-    assert W.rule_reads("talr") == ("logp",) and W.rule_reads("mass") == ("mass",) and W.rule_reads("sft") == ()
-    assert W.rule_reads("quantile", {"stat": "entropy"}) == ("entropy",)
-    assert W.rule_reads("eaft") == ("entropy_topk",)
+        assert R.check_rule_params(rule, params) == []
+    assert R.rule_reads("talr") == ("logp",) and R.rule_reads("mass") == ("mass",) and R.rule_reads("sft") == ()
+    assert R.rule_reads("quantile", {"stat": "entropy"}) == ("entropy",)
+    assert R.rule_reads("eaft") == ("entropy_topk",)
 
 
 def test_mass_strict_and_extremes():
@@ -327,19 +328,19 @@ def test_mask_zeroes_weights_and_outputs_are_valid(rule, params):
 
 
 def test_registry():
-    assert {"sft", "prob", "profit", "talr", "eaft", "idft", "mass", "quantile"} <= set(W.RULES)
+    assert {"sft", "prob", "profit", "talr", "eaft", "idft", "mass", "quantile"} <= set(R.RULES)
     with pytest.raises(ValueError):
-        W.register_rule("prob")(lambda stats, mask: stats["prob"])
+        R.register_rule("prob")(lambda stats, mask: stats["prob"])
     try:
-        @W.register_rule("_test_half")
+        @R.register_rule("_test_half")
         def half(stats, mask, *, c=0.5):
             return stats["prob"] * c
         stats = {"prob": torch.tensor([0.2, 0.4])}
         torch.testing.assert_close(W.token_weights("_test_half", stats, c=2.0), torch.tensor([0.4, 0.8]))
         with pytest.raises(ValueError, match="already registered"):
-            W.register_rule("_test_half")(half)
+            R.register_rule("_test_half")(half)
     finally:
-        W.RULES.pop("_test_half", None)
+        R.RULES.pop("_test_half", None)
     with pytest.raises(KeyError) as err:
         W.token_weights("porb", {"prob": torch.ones(2)})
     msg = str(err.value)
