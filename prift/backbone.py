@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -145,17 +143,12 @@ def build_tiny(out_dir: str | Path, corpus: list[dict], *, vocab_size: int = 102
         losses.append(loss.item())
     model.eval()
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
     summary = {"parameters": n_params, "vocab_size": len(tok), "output_rows": cfg.vocab_size, "corpus_tokens": len(ids),
                "loss_first": losses[0], "loss_last10": sum(losses[-10:]) / min(10, len(losses)),
                "steps": pretrain_steps, "seconds": round(time.time() - t0, 1)}
-    _publish(tmp, out_dir, summary)
+    _publish(model, tok, out_dir, summary)
     log(f"tiny backbone: {n_params:,} parameters, vocab {len(tok)}, pre-train loss "
         f"{summary['loss_first']:.2f} → {summary['loss_last10']:.2f} in {summary['seconds']} s")
     return summary
@@ -197,22 +190,19 @@ def build_from_gguf(out_dir: str | Path, *, package: str, file: str, log=print) 
         tok.pad_token = tok.eos_token
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
     summary = {"gguf": str(path), "gguf_bytes": path.stat().st_size,
                "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok),
                "architecture": model.config.model_type, "seconds": round(time.time() - t0, 1)}
-    _publish(tmp, out_dir, summary)
+    _publish(model, tok, out_dir, summary)
     log(f"{path.name} → {out_dir}: {summary['parameters']:,} parameters ({summary['architecture']}), "
         f"vocab {summary['vocab_size']}, {summary['seconds']} s")
     return summary
 
 
-def _publish(tmp: Path, out_dir: Path, summary: dict) -> None:
-    """Write the build summary into the finished temporary directory and move it into place (atomic for readers)."""
-    (tmp / "prift_build.json").write_text(json.dumps(summary, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+def _publish(model, tok, out_dir: str | Path, summary: dict) -> None:
+    """The model, its tokenizer and the build summary into `out_dir`, atomically for readers."""
+    from prift.io import atomic_path
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "prift_build.json").write_text(json.dumps(summary, indent=2))

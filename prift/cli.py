@@ -97,10 +97,11 @@ def _benchmark_problems(cfg: dict, domain: str) -> set[str]:
 def cmd_prepare(args):
     from prift import config as C
     from prift import data as D
+    from prift.io import write_jsonl
     cfg = _cfg(args)
     if args.benchmark:
         rows = _prepare_benchmark(args.benchmark, _bench(cfg, args.benchmark))
-        D.write_jsonl(args.out, rows)
+        write_jsonl(args.out, rows)
         log.info(f"{args.benchmark}: {len(rows)} problems → {args.out}")
         return
     dom = cfg["domains"][args.domain]
@@ -117,9 +118,9 @@ def cmd_prepare(args):
                                                     exclude_problems=held_out)
         except D.HeldoutError as e:  # only this error is about analysis.heldout; data errors name their file
             raise SystemExit(f"config key 'analysis.heldout' for domain '{args.domain}': {e}")
-    D.write_jsonl(args.out, rows)
+    write_jsonl(args.out, rows)
     if args.heldout_out:
-        D.write_jsonl(args.heldout_out, heldout)
+        write_jsonl(args.heldout_out, heldout)
     log.info(f"{args.domain}: {len(rows)} training examples → {args.out} ({len(heldout)} held out for probes)")
 
 
@@ -168,7 +169,7 @@ def _rl_section(cfg: dict) -> dict:
 
 
 def cmd_prepare_rl(args):
-    from prift.data import write_jsonl
+    from prift.io import write_jsonl
     from prift.rl import prepare_rl_prompts
     cfg = _cfg(args)
     held_out = _benchmark_problems(cfg, args.domain)
@@ -316,6 +317,7 @@ def cmd_grade(args):
 
 def cmd_metrics(args):
     from prift import evaluation as E
+    from prift.io import write_json
     from prift.config import ORIGINAL, RL_VARIANT, rl_init
     cfg = _cfg(args)
     domain, backbone, method = args.run.split("/")
@@ -331,7 +333,7 @@ def cmd_metrics(args):
         recs = E.math_metrics(args.grades, cfg["evaluation"].get("k", 16), labels, n_boot=n_boot, seed=seed)
     else:   # code: pass@1 (the paper's tables); multiple choice: accuracy
         recs = E.verdict_metrics(args.grades, labels, E.verdicts_of(bench), k=1, n_boot=n_boot, seed=seed)
-    E.write_json(args.out, recs)
+    write_json(args.out, recs)
     log.info(" ".join(f"{r['metric']}={r['value']:.2f}" for r in recs if ":" not in r["metric"]))
 
 
@@ -403,10 +405,11 @@ def cmd_paired(args):
 def cmd_costs(args):
     """Per-stage wall time, max RSS and GPU-hours from the Snakemake benchmark files under --benchmarks."""
     from prift import costs, tables as T
+    from prift.io import write_text
     root = Path(args.benchmarks)
     paths = sorted(root.rglob("*.tsv")) if root.exists() else []
     frame = costs.aggregate(paths, root, costs.parse_gpus(args.gpus or []), results=args.results)
-    T.atomic_write_text(args.out, costs.to_csv_text(frame))
+    write_text(args.out, costs.to_csv_text(frame))
     log.info(f"{len(paths)} benchmark files → {args.out}")
 
 
@@ -415,13 +418,13 @@ def cmd_fetch(args):
     import copy
     from prift import config as C
     from prift import fetch as Fe
-    from prift.tables.render import atomic_write_text
+    from prift.io import write_text
     raw = C.read(args.config)
     C.validate(copy.deepcopy(raw))  # errors first; the overlay itself is keyed on the config as written
     assets = Fe.hub_assets(raw)
     if args.pins_only:   # the commits alone, nothing downloaded: an overlay of revision: keys
         overlay = Fe.pins(assets, log=log.info)
-        atomic_write_text(args.out, Fe.overlay_text(overlay, args.config, None))
+        write_text(args.out, Fe.overlay_text(overlay, args.config, None))
         log.info(f"{len(assets)} models and datasets pinned → {args.out} "
                  f"(snakemake --profile slurm --configfile {args.config} {args.out})")
         return
@@ -439,7 +442,7 @@ def cmd_fetch(args):
         log.info(f"{args.config} names nothing on the Hugging Face hub: nothing to fetch")
         return
     overlay = Fe.fetch(assets, dest, log=log.info)
-    atomic_write_text(args.out, Fe.overlay_text(overlay, args.config, dest))
+    write_text(args.out, Fe.overlay_text(overlay, args.config, dest))
     log.info(f"{len(assets)} models and datasets under {dest}; overlay → {args.out} "
              f"(snakemake --profile slurm --configfile {args.config} {args.out})")
 

@@ -310,7 +310,8 @@ def grade_evalplus_file(samples_path: str | Path, problems: list[dict], out: str
                         data_path: str | Path, chat: bool = True, log=print, **eval_kwargs) -> dict:
     """Grade a generation file (``{id, sample, text, finish_reason}`` lines) and write grades
     ``{id, sample, base, plus, base_status, plus_status, finish_reason, solution}``."""
-    from prift.data import read_jsonl, write_jsonl
+    from prift.data import read_jsonl
+    from prift.io import write_jsonl
     by_id = {p["id"]: p for p in problems}
     rows = read_jsonl(samples_path)
     samples = []

@@ -146,17 +146,6 @@ def record_location(spec: dict, idx: int, *, base_dir: str | Path = ".") -> str:
     return f"generator {spec.get('generator')} [{spec.get('split')}] record {idx}"
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    """Atomic write: a crash leaves no file that looks complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
 def load_records(spec: dict, *, base_dir: str | Path = ".") -> list[dict]:
     """Raw records of one dataset entry of the config (see module doc)."""
     if "generator" in spec:

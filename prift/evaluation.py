@@ -9,11 +9,10 @@ metrics json, a list of long-format records (one per metric) that `prift tables`
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from prift.data import read_jsonl, write_jsonl
+from prift.data import read_jsonl
+from prift.io import write_jsonl
 
 
 def grade_math_file(samples_path: str | Path, problems: list[dict], out: str | Path) -> dict:
@@ -58,14 +57,6 @@ def math_metrics(grades_path: str | Path, k: int, labels: dict, n_boot: int = 10
     records.append(labels | {"metric": "grader_disagreement", "value": 100 * dis, "ci_low": None, "ci_high": None,
                              "n_problems": records[0]["n_problems"]})
     return records
-
-
-def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

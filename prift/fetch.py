@@ -147,7 +147,7 @@ def pins(assets: list[Asset], log: Callable[[str], None] = print) -> dict:
 def fetch(assets: list[Asset], dest: str | Path, log: Callable[[str], None] = print) -> dict:
     """Download every asset under `dest` (skipping finished exports) at one resolved commit, and return the config
     overlay (`path:` of the copy, `revision:` of its commit)."""
-    from prift.data import write_jsonl
+    from prift.io import write_jsonl
     from prift.livecodebench import release_shards
     dest = Path(dest).resolve()
     overlay: dict = {}

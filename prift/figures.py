@@ -15,10 +15,11 @@ evaluation's files (config `figures:`, prift.config.sweep_points):
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
+
+from prift.io import atomic_path
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,9 +39,8 @@ def _save(fig, stem: str | Path) -> list[Path]:
     out = []
     for ext in ("png", "pdf"):
         path = stem.with_suffix(f".{ext}")
-        tmp = path.with_name(path.stem + ".tmp." + ext)
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=f".{ext}") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
         out.append(path)
     plt.close(fig)
     return out

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -298,6 +297,7 @@ def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int =
     the samples (the backbone entry of the config), part of the partial file's fingerprint."""
     from tqdm import tqdm
     from prift.backbone import load_tokenizer
+    from prift.io import write_jsonl
     from prift.runs import model_identity
     if temperature == 0 and n != 1:
         raise ValueError(f"temperature 0 is greedy decoding: every sample would be the same; set n: 1 (got n={n})")
@@ -347,12 +347,7 @@ def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int =
                 f.flush()
         bar.close()
     # final file: one line per sample, in the problems' order
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for k in keys:
-            for r in done[k]:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    write_jsonl(out, (r for k in keys for r in done[k]))
     partial.unlink(missing_ok=True)
     secs = time.time() - t0
     gen_secs = secs - timings.get("load_s", 0.0)  # sampling alone: without loading the model (and vLLM's warm-up)

@@ -386,7 +386,8 @@ def grade_lcb_file(samples_path: str | Path, problems: list[dict], out: str | Pa
     ``{id, sample, passed, status, n_tests, n_passed, finish_reason}``. ``parallel``: programs run at once (default:
     the CPUs allocated to this job, :func:`prift.resources.allocated_cpus`)."""
     from concurrent.futures import ThreadPoolExecutor
-    from prift.data import read_jsonl, write_jsonl
+    from prift.data import read_jsonl
+    from prift.io import write_jsonl
     from prift.resources import allocated_cpus
     by_id = {p["id"]: p for p in problems}
     rows = read_jsonl(samples_path)

@@ -153,7 +153,7 @@ def evaluate_mcq(model_path: str | None, benchmark: str, data_path: str | Path, 
 
 def grade_mcq(model_path: str, benchmark: str, data_path: str | Path, out: str | Path, **kwargs) -> dict:
     """:func:`evaluate_mcq` and write its per-question records (jsonl; ``sample`` = 0) for ``prift metrics``."""
-    from prift.data import write_jsonl
+    from prift.io import write_jsonl
     r = evaluate_mcq(model_path, benchmark, data_path, **kwargs)
     write_jsonl(out, [rec | {"sample": 0} for rec in r["records"]])
     return {"questions": r["n"], "accuracy": r["accuracy"]}

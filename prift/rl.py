@@ -54,7 +54,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -534,12 +533,9 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
                 "model": runs.model_identity(model_path), "prompts": dataset_hash(prompts),
                 "provenance": provenance or {}}
     fp = runs.fingerprint(describe)
-    if (out_dir / "prift_run.json").exists():
-        summary = json.loads((out_dir / "prift_run.json").read_text())
-        if summary.get("fingerprint") == fp:
-            log(f"{out_dir} is complete; nothing to do")
-            return summary
-        log(f"{out_dir} was trained with another configuration; training it again")
+    summary = runs.completed(out_dir, fp, log)
+    if summary is not None:
+        return summary
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir.parent / "checkpoints"
     t0 = time.time()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -612,14 +608,7 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
         f"{recipe.updates_per_rl_step} updates per step (GRPOConfig: {bm}), vLLM: {use_vllm}, {len(ds)} prompts")
     result = trainer.train(resume_from_checkpoint=resume)
 
-    main = trainer.is_world_process_zero()
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if main:
-        shutil.rmtree(tmp, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    runs.save_final_model(trainer, tmp)
-    history = trainer.state.log_history
-    step_logs = [h for h in history if "reward" in h]
+    step_logs = [h for h in trainer.state.log_history if "reward" in h]
     summary = {"recipe": asdict(recipe) | {"betas": list(recipe.betas)}, "model_path": str(model_path),
                "n_prompts": len(ds), "n_prompts_too_long": too_long,
                "rl_steps": trainer.state.global_step // recipe.updates_per_rl_step,
@@ -629,14 +618,7 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
                "seconds": round(time.time() - t0, 1), "fingerprint": fp,
                "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, bool(recipe.bf16 and cuda)),
                "final_reward": step_logs[-1].get("reward") if step_logs else None}
-    if main:
-        runs.finish_run(tmp, ckpt_dir, save_dtype=summary["save_dtype"], keep_checkpoints=recipe.keep_checkpoints,
-                        log=log)
-        tok.save_pretrained(str(tmp))
-        (tmp / "train_log.json").write_text(json.dumps(history, indent=1))
-        (tmp / "prift_run.json").write_text(json.dumps(summary, indent=2, default=str))
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(tmp, out_dir)
+    runs.publish(trainer, out_dir, ckpt_dir, tok, summary, keep_checkpoints=recipe.keep_checkpoints, log=log)
+    if trainer.is_world_process_zero():
         log(f"DAPO: {summary['rl_steps']} RL steps, {summary['seconds']} s → {out_dir}")
-    trainer.accelerator.wait_for_everyone()
     return summary

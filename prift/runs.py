@@ -112,9 +112,8 @@ def prepare_checkpoints(ckpt_dir: str | Path, fp: str, describe: dict, *, after_
             stopped.unlink()
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if not fp_file.is_file():
-        tmp = fp_file.with_name(fp_file.name + ".tmp")
-        tmp.write_text(json.dumps({"fingerprint": fp, "of": describe}, indent=1, sort_keys=True, default=str))
-        os.replace(tmp, fp_file)
+        from prift.io import write_text
+        write_text(fp_file, json.dumps({"fingerprint": fp, "of": describe}, indent=1, sort_keys=True, default=str))
     return last_checkpoint(ckpt_dir)
 
 
@@ -242,6 +241,43 @@ def cast_checkpoint(model_dir: str | Path, dtype: str) -> None:
         c = json.loads(cfg.read_text())
         c["dtype" if "dtype" in c or "torch_dtype" not in c else "torch_dtype"] = dtype
         cfg.write_text(json.dumps(c, indent=2))
+
+
+def completed(out_dir: str | Path, fp: str, log=print) -> dict | None:
+    """The summary of a finished run of fingerprint `fp` in `out_dir` (then there is nothing to do), else None; a
+    finished run of another configuration is trained again, and the log says so."""
+    done = Path(out_dir) / "prift_run.json"
+    if not done.exists():
+        return None
+    summary = json.loads(done.read_text())
+    if summary.get("fingerprint") == fp:
+        log(f"{out_dir} is complete; nothing to do")
+        return summary
+    log(f"{out_dir} was trained with another configuration (fingerprint {summary.get('fingerprint')} != {fp}); "
+        f"training it again")
+    return None
+
+
+def publish(trainer, out_dir: str | Path, ckpt_dir: str | Path, tok, summary: dict, *, keep_checkpoints: bool,
+            files: dict[str, Path] | None = None, log=print) -> None:
+    """The end of a run, on every process: the final model (gathered from the shards under FSDP) in the summary's
+    `save_dtype`, its tokenizer, train_log.json, prift_run.json (`summary`) and `files` ({name: path} copied in)
+    written beside `out_dir` and moved onto it at once; the trainer checkpoints removed unless kept."""
+    from contextlib import nullcontext
+    from prift.io import atomic_path
+    main = trainer.is_world_process_zero()
+    with atomic_path(out_dir) if main else nullcontext() as tmp:   # only the main process writes
+        trainer.accelerator.wait_for_everyone()
+        save_final_model(trainer, tmp if main else out_dir)
+        if main:
+            finish_run(tmp, ckpt_dir, save_dtype=summary["save_dtype"], keep_checkpoints=keep_checkpoints, log=log)
+            tok.save_pretrained(str(tmp))
+            (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+            (tmp / "prift_run.json").write_text(json.dumps(summary, indent=2, default=str))
+            for name, path in (files or {}).items():
+                if Path(path).exists():
+                    shutil.copy(path, tmp / name)
+    trainer.accelerator.wait_for_everyone()
 
 
 def finish_run(model_dir: str | Path, ckpt_dir: str | Path, *, save_dtype: str, keep_checkpoints: bool,

@@ -105,11 +105,9 @@ def save_scores(path: str | Path, per_example: list[dict], ids: list[str], prove
     meta = {k: json.dumps(v) for k, v in provenance.items()}
     meta["ids"] = json.dumps(ids)
     meta[CHECKSUMS] = json.dumps(column_checksums(tensors))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    from prift.io import atomic_path
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 class ScoreCache:

@@ -29,7 +29,6 @@ import copy
 import functools
 import json
 import os
-import shutil
 import time
 import types
 from dataclasses import dataclass, field
@@ -514,14 +513,9 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
                 "ref_model": runs.model_identity(ref_path) if ref_path else None, "dtype": dtype, "bf16": use_bf16,
                 "analysis": analysis if heldout else None, "heldout": dataset_hash(heldout) if heldout else None}
     fp = runs.fingerprint(describe)
-    done = out_dir / "prift_run.json"
-    if done.exists():
-        summary = json.loads(done.read_text())
-        if summary.get("fingerprint") == fp:
-            log(f"{out_dir} is complete; nothing to do")
-            return summary
-        log(f"{out_dir} was trained with another configuration (fingerprint {summary.get('fingerprint')} != {fp}); "
-            f"training it again")
+    summary = runs.completed(out_dir, fp, log)
+    if summary is not None:
+        return summary
     resume = runs.prepare_checkpoints(ckpt_dir, fp, describe, after_nan=recipe.after_nan, log=log)
 
     ds = Dataset.from_list([{"input_ids": t["input_ids"], "labels": t["labels"], "idx": i}
@@ -573,12 +567,6 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
         log(f"stopped: {e}")
         raise
 
-    main = trainer.is_world_process_zero()
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if main:
-        shutil.rmtree(tmp, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    runs.save_final_model(trainer, tmp)  # every rank: FSDP gathers the full state dict; the main process writes
     summary = {"method": method.__dict__, "recipe": recipe.__dict__ | {"betas": list(recipe.betas)},
                "model_path": model_path, "scores_path": str(scores_path) if scores_path else None,
                "n_examples": len(examples), "data": lengths, "global_steps": trainer.state.global_step,
@@ -586,18 +574,10 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
                "grad_accum": accum, "world_size": world, "parallelism": parallelism,
                "mixed_precision": trainer.accelerator.mixed_precision, "fused_head": trainer.fused, "fingerprint": fp,
                "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, use_bf16)}
-    if main:
-        runs.finish_run(tmp, ckpt_dir, save_dtype=summary["save_dtype"], keep_checkpoints=recipe.keep_checkpoints,
-                        log=log)
-        tok.save_pretrained(str(tmp))
-        (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-        (tmp / "prift_run.json").write_text(json.dumps(summary, indent=2, default=str))
-        if probes.exists():
-            shutil.copy(probes, tmp / "probes.jsonl")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(tmp, out_dir)
+    runs.publish(trainer, out_dir, ckpt_dir, tok, summary, keep_checkpoints=recipe.keep_checkpoints,
+                 files={"probes.jsonl": probes}, log=log)
+    if trainer.is_world_process_zero():
         log(f"{method.name}: {trainer.state.global_step} steps, loss {result.training_loss:.4f}, "
             f"{summary['seconds']} s → {out_dir}")
-    trainer.accelerator.wait_for_everyone()
     return summary
 

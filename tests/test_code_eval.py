@@ -335,7 +335,7 @@ def test_extraction_takes_the_block_defining_the_entry_point():
 
 def test_grade_evalplus_file_and_metrics(he_path, evalplus_cache, tmp_path, monkeypatch):
     from prift import resources
-    from prift.data import write_jsonl
+    from prift.io import write_jsonl
     monkeypatch.setattr(resources, "allocated_cpus", lambda environ=None: 3)   # the job's CPUs, not the node's
     lines = []
     problems = codeeval.load_evalplus_problems(he_path, ["HumanEval/0", "HumanEval/2"])
@@ -510,7 +510,7 @@ def test_lcb_control_program_passes_without_network_namespace():
 
 
 def test_grade_lcb_file(tmp_path):
-    from prift.data import write_jsonl
+    from prift.io import write_jsonl
     problems = [{"id": r["question_id"], "problem": r["question_content"], "starter_code": r["starter_code"],
                  "fn_name": json.loads(r["metadata"]).get("func_name"), "public_test_cases": r["public_test_cases"],
                  "private_test_cases": r["private_test_cases"]} for r in (SUM, TWOSUM)]

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from prift.cli import main
-from prift.data import read_jsonl, write_jsonl
+from prift.data import read_jsonl
+from prift.io import write_jsonl
 
 
 @pytest.fixture()

@@ -28,7 +28,8 @@ import yaml
 
 from prift import cli
 from prift import config as C
-from prift.data import prepare_train, write_jsonl
+from prift.data import prepare_train
+from prift.io import write_jsonl
 from prift.runs import last_checkpoint
 
 pytestmark = pytest.mark.slow

@@ -442,7 +442,8 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         calls.append((Path(src), Path(dst)))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(T.os, "replace", spy)
+    import prift.io as IO   # every atomic write of the package goes through prift.io
+    monkeypatch.setattr(IO.os, "replace", spy)
     out_csv, out_tex = tmp_path / "o" / "t.csv", tmp_path / "o" / "t.tex"
     T.render(HAND, hand_frame(), out_csv, out_tex)
     assert [d for _, d in calls] == [out_csv, out_tex]
@@ -453,7 +454,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     before = out_csv.read_text()
-    monkeypatch.setattr(T.os, "replace", boom)
+    monkeypatch.setattr(IO.os, "replace", boom)
     with pytest.raises(OSError):
         T.render(HAND, hand_frame(drop={("a", "x")}), out_csv, out_tex)
     assert out_csv.read_text() == before                                             # old file intact

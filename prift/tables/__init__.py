@@ -4,7 +4,7 @@ One obvious place for each thing (every name is also importable from `prift.tabl
 - prift.tables.specs   `TableSpec`, the paper's Tables 2-11 (`SPECS`), specs from dicts / the project config;
 - prift.tables.cells   the long metrics frame (`load_metrics`) → the cells of a spec (`layout`, `evaluate`) → a wide
                        frame (`build_table`) and its marks (`marks`);
-- prift.tables.render  CSV + LaTeX, atomic writes (`render`, `render_all`);
+- prift.tables.render  CSV + LaTeX (`render`, `render_all`; written atomically by prift.io);
 - prift.tables.paper   the paper's transcriptions (config/paper/table{N}.csv: `load_paper`), ours | paper | Δ
                        (`compare`, `side_by_side`, `render_comparison`) and the paper's own inconsistencies
                        (`paper_inconsistencies`, `paper_cross_check`).
@@ -18,8 +18,6 @@ Conventions
   neither marked nor ranked. The paper itself ranks Original too (Tables 3, 4, 10, 11): set mark_exclude=() for that.
 - A method key may list alternatives "a|b": the first one present in the frame is used.
 """
-import os  # noqa: F401  (tests patch os.replace through this module)
-
 from prift.tables.specs import (  # noqa: F401
     AVG_PASS16, BENCHMARK_LABELS, CODE_BENCH, Group, MATH_BENCH, MED_BENCH, METHOD_LABELS, METRIC_LABELS, Row,
     SPECS, TableSpec, resolve_specs, spec_from_dict, specs_from_config,
@@ -29,7 +27,7 @@ from prift.tables.cells import (  # noqa: F401
     build_table, evaluate, layout, load_metrics, marks, _grid,
 )
 from prift.tables.render import (  # noqa: F401
-    atomic_write_text, latex_escape, render, render_all, to_csv_text, to_latex_text,
+    latex_escape, render, render_all, to_csv_text, to_latex_text,
 )
 from prift.tables.paper import (  # noqa: F401
     PAPER_DIR, PAPER_NOTES, compare, comparison_csv_text, comparison_latex_text, comparison_spec, load_all_paper,

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from prift import metrics as M
-from prift.tables.render import atomic_write_text, latex_escape
+from prift.io import write_text
+from prift.tables.render import latex_escape
 
 AVERAGE = "average"
 ALPHA = 0.05
@@ -134,5 +135,5 @@ def to_latex_text(frame: pd.DataFrame, caption: str, labels: Mapping[str, str] |
 
 def write(frame: pd.DataFrame, out_csv: Path | str, out_tex: Path | str, caption: str,
           labels: Mapping[str, str] | None = None) -> None:
-    atomic_write_text(out_csv, to_csv_text(frame))
-    atomic_write_text(out_tex, to_latex_text(frame, caption, labels))
+    write_text(out_csv, to_csv_text(frame))
+    write_text(out_tex, to_latex_text(frame, caption, labels))

@@ -13,7 +13,8 @@ import pandas as pd
 
 from prift.tables.cells import (AVERAGE, DELTA, MISSING, PAPER_KEYS, TOL, Cell, Key, _index, _normalise, _rank_marks,
                                 _shown, evaluate, layout)
-from prift.tables.render import _fmt, atomic_write_text, latex_escape
+from prift.io import write_text
+from prift.tables.render import _fmt, latex_escape
 from prift.tables.specs import SPECS, Group, TableSpec
 
 
@@ -157,10 +158,10 @@ def render_comparison(spec: TableSpec, ours: pd.DataFrame | None, paper: pd.Data
     numbered footnotes as <csv stem>.footnotes.md (the CSV's `footnotes` column holds their numbers)."""
     table, notes = side_by_side(spec, ours, paper)
     out_csv = Path(out_csv)
-    atomic_write_text(out_csv, comparison_csv_text(table))
+    write_text(out_csv, comparison_csv_text(table))
     if out_tex is not None:
-        atomic_write_text(out_tex, comparison_latex_text(spec, table, notes))
-    atomic_write_text(out_csv.with_name(out_csv.stem + ".footnotes.md"),
+        write_text(out_tex, comparison_latex_text(spec, table, notes))
+    write_text(out_csv.with_name(out_csv.stem + ".footnotes.md"),
                       "".join(f"{i}. {n}\n" for i, n in enumerate(notes, 1)) or "none\n")
     return table
 

@@ -3,34 +3,15 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import pandas as pd
 
 from prift.tables.cells import MISSING, _gain_label, build_table, marks
+from prift.io import write_text
 from prift.tables.specs import SPECS, TableSpec
-
-
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write via a temporary file in the same directory, then os.replace (readers never see a partial file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _fmt(v: float, signed: bool = False) -> str:
@@ -136,8 +117,8 @@ def render(spec: TableSpec, frame: pd.DataFrame | None, out_csv: Path | str, out
            mark_exclude: Iterable[str] | None = None) -> pd.DataFrame:
     """Write the table as CSV (2 decimals, '—' missing) and LaTeX (booktabs, best bold, second underlined)."""
     table = build_table(spec, frame)
-    atomic_write_text(out_csv, to_csv_text(spec, table))
-    atomic_write_text(out_tex, to_latex_text(spec, table, mark_exclude))
+    write_text(out_csv, to_csv_text(spec, table))
+    write_text(out_tex, to_latex_text(spec, table, mark_exclude))
     return table
 
 
