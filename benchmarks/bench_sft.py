@@ -106,7 +106,7 @@ def run_one(config: str, seq: int, batch: int, warmup: int, steps: int, threads:
     if method is None:
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, data_collator=collator)
     else:
-        trainer = sft._sft_trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok,
+        trainer = sft.WeightedSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                                            method=method, ref_model=ref_model, fused_head=fused,
                                            data_collator=collator)
     ends: list[tuple[float, float]] = []

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from transformers import TrainerCallback
+from trl import SFTTrainer
 
 from prift import weighting as W
 from prift.methods import Method
@@ -203,6 +205,20 @@ def _divergence_chunk(h, w, b, rh, rw, rb, t, kind: str):
     return W.asft_kl(z, zr) if kind == "kl" else W.kd_nontarget(z, zr, t)
 
 
+def forward_kl(hidden, weight, bias, ref_hidden, ref_weight, ref_bias, targets) -> torch.Tensor:
+    """Per-token KL(π_ref ‖ π_θ) [N] (ASFT) from both models' hidden states: TRL's chunked divergence kernel
+    (`ChunkedDivergenceFunction`, forward KL at beta 0) when the two output layers have the same rows, else
+    prift's own `chunked_divergence` on the rows they share (TRL's kernel needs one vocabulary)."""
+    if ref_weight.shape[0] != weight.shape[0]:
+        return chunked_divergence("kl", hidden, weight, bias, ref_hidden, ref_weight, ref_bias, targets)
+    if hidden.shape[0] == 0:
+        return hidden.new_zeros(0, dtype=torch.float32) + hidden.sum() * 0.0
+    from trl.kernels.chunked_divergence import ChunkedDivergenceFunction
+    kl, _ = ChunkedDivergenceFunction.apply(hidden, weight, bias, ref_hidden.detach(), ref_weight.detach(),
+                                            None if ref_bias is None else ref_bias.detach(), 0.0)
+    return kl
+
+
 def chunked_divergence(kind: str, hidden, weight, bias, ref_hidden, ref_weight, ref_bias, targets) -> torch.Tensor:
     """Per-token KL(π_ref ‖ π_θ) (kind "kl", ASFT) or −Σ_{v≠y} q(v) log p(v) (kind "kd", App. D.1) [N] for hidden [N, D]
     (with grad) and ref_hidden [N, D'], position chunks under activation checkpointing: only one chunk's [rows, V]
@@ -245,7 +261,7 @@ def method_loss_hidden(method: Method, hidden: torch.Tensor, weight: torch.Tenso
     if method.needs_ref_logits:
         rh = ref_hidden[:, :-1][mask]
         if method.asft_beta > 0:
-            kl = chunked_divergence("kl", h, weight, bias, rh, *ref_head, t)
+            kl = forward_kl(h, weight, bias, rh, *ref_head, t)
         if method.kd_beta:
             nt = chunked_divergence("kd", h, weight, bias, rh, *ref_head, t)
     # The rule sees the micro-batch as [B, L-1] with its mask, as in `method_loss` (batch- and sequence-level rules:
@@ -276,7 +292,12 @@ def fused_head_supported(model) -> bool:
 def add_prift_head(model) -> None:
     """Add a `prift_head` argument to `model.forward`: `model(input_ids=…, attention_mask=…, prift_head=fn)` runs the
     backbone and returns fn(last_hidden_state, lm_head.weight, lm_head.bias), inside the forward so that DDP's and
-    FSDP's hooks (gradient sync, parameter unsharding) apply. Without it the forward is unchanged (generation, TRL)."""
+    FSDP's hooks (gradient sync, parameter unsharding) apply. Without it the forward is unchanged (generation, TRL).
+
+    TRL's `add_fused_lm_head` is the same hook for a loss made of the labels' log-probabilities (and entropies); a
+    weighted loss also needs the hidden states themselves - the weights of a cached source per position, the online
+    mass / rank / top-K entropy over the vocabulary, the reference's hidden states for ASFT and KD - so prift keeps
+    its own hook and calls TRL's kernels inside it (`ChunkedLogProbFunction`, `ChunkedDivergenceFunction`)."""
     inner = model.forward
 
     @functools.wraps(type(model).forward)
@@ -305,156 +326,151 @@ def add_prift_head(model) -> None:
 EMA_FILE = "prift_ema.pt"
 
 
-def _sft_trainer_class():
-    from transformers import TrainerCallback
-    from trl import SFTTrainer
+class _Hooks(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
 
-    class _Hooks(TrainerCallback):
-        def __init__(self, trainer):
-            self.trainer = trainer
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._t_log = time.perf_counter()
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.trainer._t_log = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.trainer._ema_step()
-            self.trainer._check_selection()
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer._ema_step()
+        self.trainer._check_selection()
 
 
-    class WeightedSFTTrainer(SFTTrainer):
-        """SFTTrainer whose loss is the method's (rule × source + extras), normalised per micro-batch (the authors')
-        or over the global batch (recipe `loss_norm`)."""
+class WeightedSFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss is the method's (rule × source + extras), normalised per micro-batch (the authors')
+    or over the global batch (recipe `loss_norm`)."""
 
-        def __init__(self, *args, method: Method, ref_model=None, fused_head: bool = True,
-                     loss_norm: str = "micro_batch", **kwargs):
-            model = kwargs.get("model")
-            # The EMA copy is taken before SFTTrainer patches the model's forward (a deepcopy of the patched forward
-            # would still call the online model's original forward).
-            ema = copy.deepcopy(model).eval().requires_grad_(False) if method.source == "ema" else None
-            super().__init__(*args, **kwargs)
-            self.method = method
-            self.loss_norm = loss_norm
-            # global_tokens: compute_loss divides by num_items_in_batch (the response tokens of the whole accumulated
-            # global batch), which Trainer then counts for any model; micro_batch: by the micro-batch's own tokens,
-            # and Trainer divides by the accumulation steps (DDP/FSDP average over the processes).
-            self.loss_is_scaled_for_ga = loss_norm == "global_tokens"
-            self.model_accepts_loss_kwargs = loss_norm == "global_tokens"
-            self._sel = None  # [2]: response tokens selected (m_t > 0), response tokens, since the start (this process)
-            self.fused = bool(fused_head) and fused_head_supported(self.model)
-            if self.fused:
-                add_prift_head(self.model)
-            dev = self.args.device
-            self.ref_model = ref_model.to(dev).eval().requires_grad_(False) if ref_model is not None else None
-            self.ema_model = ema.to(dev) if ema is not None else None
-            if self.ema_model is not None and self.is_fsdp_enabled:
-                raise ValueError(f"method '{method.name}': the EMA source is not supported under FSDP (the EMA copy "
-                                 f"would need the same sharding); use DDP")
-            self._acc: dict[str, torch.Tensor] = {}
-            self._t_log = None
-            self.add_callback(_Hooks(self))
+    def __init__(self, *args, method: Method, ref_model=None, fused_head: bool = True,
+                 loss_norm: str = "micro_batch", **kwargs):
+        model = kwargs.get("model")
+        # The EMA copy is taken before SFTTrainer patches the model's forward (a deepcopy of the patched forward
+        # would still call the online model's original forward).
+        ema = copy.deepcopy(model).eval().requires_grad_(False) if method.source == "ema" else None
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.loss_norm = loss_norm
+        # global_tokens: compute_loss divides by num_items_in_batch (the response tokens of the whole accumulated
+        # global batch), which Trainer then counts for any model; micro_batch: by the micro-batch's own tokens,
+        # and Trainer divides by the accumulation steps (DDP/FSDP average over the processes).
+        self.loss_is_scaled_for_ga = loss_norm == "global_tokens"
+        self.model_accepts_loss_kwargs = loss_norm == "global_tokens"
+        self._sel = None  # [2]: response tokens selected (m_t > 0), response tokens, since the start (this process)
+        self.fused = bool(fused_head) and fused_head_supported(self.model)
+        if self.fused:
+            add_prift_head(self.model)
+        dev = self.args.device
+        self.ref_model = ref_model.to(dev).eval().requires_grad_(False) if ref_model is not None else None
+        self.ema_model = ema.to(dev) if ema is not None else None
+        if self.ema_model is not None and self.is_fsdp_enabled:
+            raise ValueError(f"method '{method.name}': the EMA source is not supported under FSDP (the EMA copy "
+                             f"would need the same sharding); use DDP")
+        self._acc: dict[str, torch.Tensor] = {}
+        self._t_log = None
+        self.add_callback(_Hooks(self))
 
-        # -- loss
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            ref = {k: inputs.pop(k) for k in list(inputs) if k.startswith("ref_")} or None
-            labels = inputs.pop("labels")
-            fwd = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
-            global_tokens = self.loss_norm == "global_tokens" and num_items_in_batch is not None
-            n = num_items_in_batch if global_tokens else (labels[:, 1:] != -100).sum()
-            n = torch.as_tensor(n, device=labels.device).clamp(min=1)
-            m = self.method
-            if self.fused:
-                ref_hidden = ema_hidden = None
-                ref_head = ema_head = (None, None)
-                with torch.no_grad():
-                    if m.needs_ref_logits:
-                        ref_hidden = self.ref_model.base_model(**fwd, use_cache=False).last_hidden_state
-                        h = self.ref_model.get_output_embeddings()
-                        ref_head = (h.weight, h.bias)
-                    if self.ema_model is not None:
-                        ema_hidden = self.ema_model.base_model(**fwd, use_cache=False).last_hidden_state
-                        h = self.ema_model.get_output_embeddings()
-                        ema_head = (h.weight, h.bias)
-                head = functools.partial(method_loss_hidden, m, labels=labels, num_tokens=n, ref=ref,
-                                         ref_hidden=ref_hidden, ref_head=ref_head, ema_hidden=ema_hidden,
-                                         ema_head=ema_head)
-                loss, diag = model(**fwd, prift_head=head)
-            else:
-                outputs = model(**fwd, use_cache=False)
-                ref_logits = ema_logits = None
-                with torch.no_grad():
-                    if m.needs_ref_logits:
-                        ref_logits = self.ref_model(**fwd, use_cache=False).logits
-                    if self.ema_model is not None:
-                        ema_logits = self.ema_model(**fwd, use_cache=False).logits
-                loss, diag = method_loss(m, outputs.logits, labels, n, ref, ref_logits, ema_logits)
-            if not torch.isfinite(loss):
-                step = self.state.global_step + 1
-                last = last_checkpoint(Path(self.args.output_dir))
-                raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {step} (method '{m.name}'); "
-                                         f"the last good checkpoint is {last or 'none (no checkpoint saved yet)'}")
-            # num_items_in_batch counts the tokens of every rank and DDP averages the gradients over the ranks
-            if global_tokens and self.args.average_tokens_across_devices:
-                loss = loss * self.accelerator.num_processes
-            sel = torch.stack([diag["selected"], diag["resp_tokens"]]).detach().double()
-            self._sel = sel if self._sel is None else self._sel + sel
-            diag = {k: diag[k] for k in ("weight_sum", "selected", "resp_tokens", "kl_sum") if k in diag}
-            diag["tokens"] = inputs["attention_mask"].sum()
-            for k, v in diag.items():
-                v = v.detach().double()
-                self._acc[k] = self._acc[k] + v if k in self._acc else v
-            return (loss, None) if return_outputs else loss
+    # -- loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        ref = {k: inputs.pop(k) for k in list(inputs) if k.startswith("ref_")} or None
+        labels = inputs.pop("labels")
+        fwd = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        global_tokens = self.loss_norm == "global_tokens" and num_items_in_batch is not None
+        n = num_items_in_batch if global_tokens else (labels[:, 1:] != -100).sum()
+        n = torch.as_tensor(n, device=labels.device).clamp(min=1)
+        m = self.method
+        if self.fused:
+            ref_hidden = ema_hidden = None
+            ref_head = ema_head = (None, None)
+            with torch.no_grad():
+                if m.needs_ref_logits:
+                    ref_hidden = self.ref_model.base_model(**fwd, use_cache=False).last_hidden_state
+                    h = self.ref_model.get_output_embeddings()
+                    ref_head = (h.weight, h.bias)
+                if self.ema_model is not None:
+                    ema_hidden = self.ema_model.base_model(**fwd, use_cache=False).last_hidden_state
+                    h = self.ema_model.get_output_embeddings()
+                    ema_head = (h.weight, h.bias)
+            head = functools.partial(method_loss_hidden, m, labels=labels, num_tokens=n, ref=ref,
+                                     ref_hidden=ref_hidden, ref_head=ref_head, ema_hidden=ema_hidden,
+                                     ema_head=ema_head)
+            loss, diag = model(**fwd, prift_head=head)
+        else:
+            outputs = model(**fwd, use_cache=False)
+            ref_logits = ema_logits = None
+            with torch.no_grad():
+                if m.needs_ref_logits:
+                    ref_logits = self.ref_model(**fwd, use_cache=False).logits
+                if self.ema_model is not None:
+                    ema_logits = self.ema_model(**fwd, use_cache=False).logits
+            loss, diag = method_loss(m, outputs.logits, labels, n, ref, ref_logits, ema_logits)
+        if not torch.isfinite(loss):
+            step = self.state.global_step + 1
+            last = last_checkpoint(Path(self.args.output_dir))
+            raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {step} (method '{m.name}'); "
+                                     f"the last good checkpoint is {last or 'none (no checkpoint saved yet)'}")
+        # num_items_in_batch counts the tokens of every rank and DDP averages the gradients over the ranks
+        if global_tokens and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes
+        sel = torch.stack([diag["selected"], diag["resp_tokens"]]).detach().double()
+        self._sel = sel if self._sel is None else self._sel + sel
+        diag = {k: diag[k] for k in ("weight_sum", "selected", "resp_tokens", "kl_sum") if k in diag}
+        diag["tokens"] = inputs["attention_mask"].sum()
+        for k, v in diag.items():
+            v = v.detach().double()
+            self._acc[k] = self._acc[k] + v if k in self._acc else v
+        return (loss, None) if return_outputs else loss
 
-        # -- per-step logs: mean token weight, fraction selected, KL to the reference, tokens/s (all ranks)
-        def log(self, logs, start_time=None):
-            if self._acc:
-                keys = sorted(self._acc)
-                vals = torch.stack([self._acc[k] for k in keys])
-                if self.accelerator.num_processes > 1:
-                    vals = self.accelerator.reduce(vals, reduction="sum")
-                d = dict(zip(keys, vals.tolist()))
-                logs.update(_diag_means(d))
-                now = time.perf_counter()
-                if self._t_log is not None and now > self._t_log:
-                    logs["tokens_per_s"] = d["tokens"] / (now - self._t_log)
-                self._t_log = now
-                self._acc = {}
-            super().log(logs, start_time)
-
-        # -- a method whose weights select (almost) nothing stops: all processes, after every optimizer step
-        def _check_selection(self):
-            sel = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device) if self._sel is None else self._sel
+    # -- per-step logs: mean token weight, fraction selected, KL to the reference, tokens/s (all ranks)
+    def log(self, logs, start_time=None):
+        if self._acc:
+            keys = sorted(self._acc)
+            vals = torch.stack([self._acc[k] for k in keys])
             if self.accelerator.num_processes > 1:
-                sel = self.accelerator.reduce(sel.to(self.accelerator.device), reduction="sum")
-            selected, total = sel.tolist()
-            m = self.method
-            if total > 0 and selected / total < m.min_selected_frac:
-                raise RuntimeError(f"method '{m.name}' (rule {m.rule!r}, params {m.params}, source {m.source!r}): its "
-                                   f"weights select {int(selected)} of {int(total)} response tokens so far "
-                                   f"({selected / total:.2%} < min_selected_frac={m.min_selected_frac:g}); check the "
-                                   f"rule's parameters, or set min_selected_frac: 0 in its config entry if this is "
-                                   f"intended")
+                vals = self.accelerator.reduce(vals, reduction="sum")
+            d = dict(zip(keys, vals.tolist()))
+            logs.update(_diag_means(d))
+            now = time.perf_counter()
+            if self._t_log is not None and now > self._t_log:
+                logs["tokens_per_s"] = d["tokens"] / (now - self._t_log)
+            self._t_log = now
+            self._acc = {}
+        super().log(logs, start_time)
 
-        # -- EMA source
-        def _ema_step(self):
-            if self.ema_model is not None:
-                W.ema_update(list(self.ema_model.parameters()),
-                             list(self.accelerator.unwrap_model(self.model).parameters()), self.method.ema_rho)
+    # -- a method whose weights select (almost) nothing stops: all processes, after every optimizer step
+    def _check_selection(self):
+        sel = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device) if self._sel is None else self._sel
+        if self.accelerator.num_processes > 1:
+            sel = self.accelerator.reduce(sel.to(self.accelerator.device), reduction="sum")
+        selected, total = sel.tolist()
+        m = self.method
+        if total > 0 and selected / total < m.min_selected_frac:
+            raise RuntimeError(f"method '{m.name}' (rule {m.rule!r}, params {m.params}, source {m.source!r}): its "
+                               f"weights select {int(selected)} of {int(total)} response tokens so far "
+                               f"({selected / total:.2%} < min_selected_frac={m.min_selected_frac:g}); check the "
+                               f"rule's parameters, or set min_selected_frac: 0 in its config entry if this is "
+                               f"intended")
 
-        def _save_checkpoint(self, model, trial):
-            if self.ema_model is not None and self.args.should_save:
-                d = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-                os.makedirs(d, exist_ok=True)
-                torch.save(self.ema_model.state_dict(), os.path.join(d, EMA_FILE))
-            super()._save_checkpoint(model, trial)  # trainer_state.json last: the checkpoint is then complete
+    # -- EMA source
+    def _ema_step(self):
+        if self.ema_model is not None:
+            W.ema_update(list(self.ema_model.parameters()),
+                         list(self.accelerator.unwrap_model(self.model).parameters()), self.method.ema_rho)
 
-        def load_ema(self, ckpt: str):
-            if self.ema_model is not None:
-                path = os.path.join(ckpt, EMA_FILE)
-                if not os.path.exists(path):
-                    raise FileNotFoundError(f"{ckpt} has no EMA state ({EMA_FILE}); cannot resume the EMA source")
-                self.ema_model.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+    def _save_checkpoint(self, model, trial):
+        if self.ema_model is not None and self.args.should_save:
+            d = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(d, exist_ok=True)
+            torch.save(self.ema_model.state_dict(), os.path.join(d, EMA_FILE))
+        super()._save_checkpoint(model, trial)  # trainer_state.json last: the checkpoint is then complete
 
-    return WeightedSFTTrainer
+    def load_ema(self, ckpt: str):
+        if self.ema_model is not None:
+            path = os.path.join(ckpt, EMA_FILE)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{ckpt} has no EMA state ({EMA_FILE}); cannot resume the EMA source")
+            self.ema_model.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -538,9 +554,8 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     # ACCELERATE_MIXED_PRECISION (bf16 in config/accelerate/*.yaml), which would put a CPU or fp32 run under bf16
     # autocast while the fingerprint says bf16: false.
     args.mixed_precision = "bf16" if use_bf16 else "no"
-    Trainer = _sft_trainer_class()
     keys = method.stats if method.cached else ()
-    trainer = Trainer(model=model, args=args, train_dataset=ds, processing_class=tok, method=method,
+    trainer = WeightedSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, method=method,
                       ref_model=ref_model, fused_head=recipe.fused_head, loss_norm=recipe.loss_norm,
                       data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys),
                       callbacks=[runs.health_callback(), *(callbacks or [])])

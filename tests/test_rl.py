@@ -128,7 +128,7 @@ def _scripted_trainer(monkeypatch, pattern_of, G, n_prompts_total, max_rounds=5,
     returns, for each row, prompt ids / completion ids encoding the prompt's index (widths differing per call) and
     sets the rewards given by `pattern_of[prompt id]`."""
     from trl import GRPOTrainer
-    T = rl._dapo_trainer_class()
+    T = rl.DAPOTrainer
     calls = []
 
     def fake_parent(self, inputs):
