@@ -514,11 +514,6 @@ def sft_runs(cfg: dict) -> list[tuple[str, str, str]]:
     return [r for r in table_runs(cfg) if r[2] != ORIGINAL and rl_init(r[2]) is None]
 
 
-def rl_runs(cfg: dict) -> list[tuple[str, str, str]]:
-    """(domain, backbone, init) of every RL run some table shows."""
-    return [(d, b, rl_init(m)) for d, b, m in table_runs(cfg) if rl_init(m) is not None]
-
-
 def table_layouts(cfg: dict) -> dict[str, dict]:
     """The `tables:` section in the dict format of prift.tables.specs_from_config: a per-backbone methods mapping
     becomes `backbones: {backbone: {label, methods}}`; a `paper_layout` table keeps only what does not change the
@@ -544,18 +539,6 @@ def _rows(cfg: dict, methods: list[str]) -> list:
     """Table rows of a methods list: an RL run `<init>+rl` is the row [label of <init>, <init>, "rl"]."""
     return [m if rl_init(m) is None else [cfg["methods"][rl_init(m)]["label"], rl_init(m), RL_VARIANT]
             for m in methods]
-
-
-def references_needed(cfg: dict) -> list[tuple[str, str]]:
-    """(reference backbone, domain) pairs whose cached statistics some run reads: one reference pass each."""
-    refs = {}
-    for d, b, m in sft_runs(cfg):
-        spec = cfg["methods"][m]
-        if spec["source"] == "pretrained":
-            refs[(b, d)] = None
-        elif spec["source"] == "reference":
-            refs[(spec["reference"], d)] = None
-    return list(refs)
 
 
 def reference_of(cfg: dict, backbone: str, method: str) -> str | None:

@@ -158,5 +158,3 @@ def grade_mcq(model_path: str, benchmark: str, data_path: str | Path, out: str |
     write_jsonl(out, [rec | {"sample": 0} for rec in r["records"]])
     return {"questions": r["n"], "accuracy": r["accuracy"]}
 
-
-MCQ_METRICS = {"accuracy": "correct"}

@@ -7,7 +7,7 @@ What DAPO is made of, and where each part lives here:
   rule reward                      `correctness_reward`: +1 for a correct boxed answer, −1 otherwise, judged by
                                    `prift.grading.math_correct` (the evaluation's verdict function)
   soft overlong punishment         TRL's `trl.rewards.get_soft_overlong_punishment` (DAPO Eq. 13), weighted by the
-                                   penalty factor; the total reward is `math_reward`
+                                   penalty factor (`reward_functions`)
   dynamic sampling                 not in TRL: `DAPOTrainer` (a GRPOTrainer subclass) drops the prompt groups whose
                                    rollouts all get the same verdict and generates more prompts until the batch of
                                    informative groups is full (see `GroupCollector` and `DAPOTrainer`)
@@ -121,26 +121,16 @@ class CorrectnessReward:
                 for c, g in zip(completions, gold, strict=True)]
 
 
-def overlong_penalty(lengths: list[int], max_len: int, buffer: int) -> list[float]:
-    """DAPO's soft overlong punishment (Eq. 13) of completion lengths in tokens: 0 up to max_len − buffer, then linear
-    down to −1 at max_len, −1 beyond (TRL's implementation)."""
-    from trl.rewards import get_soft_overlong_punishment
-    if buffer <= 0:
-        return [0.0 if n <= max_len else -1.0 for n in lengths]
-    return get_soft_overlong_punishment(max_len, buffer)([[0] * int(n) for n in lengths])
-
-
-def math_reward(completions, gold, completion_ids=None, *, max_completion_len: int | None = None,
-                overlong_buffer: int = 0, penalty_factor: float = 1.0, require_boxed: bool = True,
-                **kwargs) -> list[float]:
-    """The RL reward: ±1 from the verdict + penalty_factor × soft overlong punishment (when `max_completion_len` and
-    `completion_ids` are given). The trainer uses the two terms as two TRL reward functions with weights 1 and
-    penalty_factor (so that each is logged); their weighted sum is this function."""
-    r = CorrectnessReward(require_boxed)(completions, gold)
-    if max_completion_len is not None and completion_ids is not None:
-        pen = overlong_penalty([len(ids) for ids in completion_ids], max_completion_len, overlong_buffer)
-        r = [a + penalty_factor * b for a, b in zip(r, pen, strict=True)]
-    return r
+def reward_functions(recipe: RLRecipe) -> tuple[list, list[float]]:
+    """The RL reward as TRL's reward functions and their weights (each is logged apart): ±1 from the evaluation's
+    verdict (`CorrectnessReward`), plus `overlong_penalty` × DAPO's soft overlong punishment (Eq. 13, TRL's
+    `get_soft_overlong_punishment`: 0 up to max_response_length − overlong_buffer tokens, then linear down to −1)."""
+    funcs, weights = [CorrectnessReward(recipe.require_boxed)], [1.0]
+    if recipe.overlong_buffer > 0:
+        from trl.rewards import get_soft_overlong_punishment
+        funcs.append(get_soft_overlong_punishment(recipe.max_response_length, recipe.overlong_buffer))
+        weights.append(recipe.overlong_penalty)
+    return funcs, weights
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -560,12 +550,7 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
 
     model = load_model(model_path, dtype=recipe.dtype)
     n = recipe.rollouts_per_prompt
-    reward_funcs = [CorrectnessReward(recipe.require_boxed)]
-    reward_weights = [1.0]
-    if recipe.overlong_buffer > 0:
-        from trl.rewards import get_soft_overlong_punishment
-        reward_funcs.append(get_soft_overlong_punishment(recipe.max_response_length, recipe.overlong_buffer))
-        reward_weights.append(recipe.overlong_penalty)
+    reward_funcs, reward_weights = reward_functions(recipe)
 
     vllm_kwargs = vllm_args(recipe) if use_vllm else {}
     args = GRPOConfig(

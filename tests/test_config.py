@@ -62,12 +62,6 @@ def test_runs_and_references_from_tables():
     cfg = C.validate(_load("config.yaml"))
     t3 = [r for r in C.sft_runs(cfg) if r[1] in ("qwen2.5-math-7b", "qwen3-8b-base")]
     assert len(t3) == 2 * 8  # Table 3: two backbones × eight fine-tuning methods
-    # one reference pass per (reference, domain), whatever the number of methods reading it
-    assert sorted(C.references_needed(cfg)) == [
-        ("deepseek-math-7b", "math"), ("llama-2-7b", "medical"), ("llama-2-7b", "medical-lowdata"),
-        ("qwen2.5-1.5b", "math"), ("qwen2.5-1.5b-instruct", "math"), ("qwen2.5-coder-3b", "code"),
-        ("qwen2.5-math-1.5b", "math"), ("qwen2.5-math-7b", "math"), ("qwen3-4b-instruct", "code"),
-        ("qwen3-8b-base", "math")]
 
 
 def test_probes_only_in_the_domains_that_draw_them():

@@ -139,9 +139,9 @@ def test_hf_backend_end_to_end_on_tiny_model(tiny_backbone, med_files, tmp_path)
         assert rec["pred"] == mcq_prediction(mine) and rec["correct"] == (rec["pred"] == rec["gold"])
         assert rec["gold"] == rows[rec["doc_id"]]["answer_idx"]
     assert stats["accuracy"] == pytest.approx(sum(r["correct"] for r in recs) / n)
-    from prift.codeeval import verdict_metrics
-    (m,) = verdict_metrics(out, {"benchmark": "medqa"}, mcq.MCQ_METRICS, n_boot=200)
-    assert m["metric"] == "accuracy" and math.isclose(m["value"], 100 * stats["accuracy"]) and m["n_problems"] == n
+    from prift.evaluation import verdict_metrics, verdicts_of
+    (m,) = verdict_metrics(out, {"benchmark": "medqa"}, verdicts_of({"kind": "mcq"}), n_boot=200)
+    assert m["metric"] == "acc" and math.isclose(m["value"], 100 * stats["accuracy"]) and m["n_problems"] == n
 
 
 def test_vllm_backend_when_available(tiny_backbone, med_files):

@@ -13,9 +13,8 @@ import torch
 
 from prift import config as C
 from prift import rl
+from prift.rl import GroupCollector, RLRecipe, batch_mapping, completion_text, filter_groups, rl_prompts
 from tests.conftest import REPO
-from prift.rl import (GroupCollector, RLRecipe, batch_mapping, completion_text, filter_groups, math_reward,
-                      overlong_penalty, rl_prompts)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Rewards
@@ -28,32 +27,37 @@ def test_completion_text_formats():
     assert completion_text({"role": "assistant", "content": "c"}) == "c"
 
 
-def test_math_reward_hand_made():
+def _reward(recipe, texts, gold, lengths=None):
+    """The reward the trainer computes: the weighted sum of the recipe's reward functions (as TRL sums them)."""
+    funcs, weights = rl.reward_functions(recipe)
+    ids = [[0] * n for n in (lengths or [1] * len(texts))]
+    per = [f(completions=texts, gold=gold, completion_ids=ids) for f in funcs]
+    return [sum(w * r[i] for w, r in zip(weights, per)) for i in range(len(texts))]
+
+
+def test_reward_hand_made():
     gold = ["12", "12", "12", "12", "1/2"]
     texts = ["We add 5 and 7. The final answer is $\\boxed{12}$.",   # correct, boxed
              "We add 5 and 7. The final answer is $\\boxed{13}$.",   # wrong
              "We add 5 and 7, so the answer is 12.",                  # right number, no box
              "",                                                      # empty
              "So $x = \\boxed{\\frac{1}{2}}$"]                        # equivalent form
-    assert math_reward(texts, gold) == [1.0, -1.0, -1.0, -1.0, 1.0]
+    no_penalty = RLRecipe(overlong_buffer=0)
+    assert _reward(no_penalty, texts, gold) == [1.0, -1.0, -1.0, -1.0, 1.0]
     # without the box requirement the evaluation's verdict alone decides (the unboxed answer counts)
-    assert math_reward(texts, gold, require_boxed=False) == [1.0, -1.0, 1.0, -1.0, 1.0]
+    assert _reward(RLRecipe(overlong_buffer=0, require_boxed=False), texts, gold) == [1.0, -1.0, 1.0, -1.0, 1.0]
     # conversational completions (TRL passes [{"role": "assistant", "content": ...}] for chat prompts)
     conv = [[{"role": "assistant", "content": t}] for t in texts]
-    assert math_reward(conv, gold) == math_reward(texts, gold)
+    assert _reward(no_penalty, conv, gold) == _reward(no_penalty, texts, gold)
 
 
-def test_overlong_penalty():
+def test_overlong_punishment():
     # DAPO Eq. 13 with L_max = 100, L_cache = 20: 0 up to 80 tokens, linear to −1 at 100, −1 beyond
-    assert overlong_penalty([10, 80, 90, 100, 120], 100, 20) == [0.0, 0.0, -0.5, -1.0, -1.0]
-    assert overlong_penalty([99, 100, 101], 100, 0) == [0.0, 0.0, -1.0]
     ok = "The final answer is $\\boxed{12}$."
-    r = math_reward([ok, ok, ok, "no"], ["12"] * 4, completion_ids=[[0] * 50, [0] * 90, [0] * 100, [0] * 100],
-                    max_completion_len=100, overlong_buffer=20, penalty_factor=1.0)
-    assert r == [1.0, 0.5, 0.0, -2.0]
-    r = math_reward([ok], ["12"], completion_ids=[[0] * 90], max_completion_len=100, overlong_buffer=20,
-                    penalty_factor=0.5)
-    assert r == [0.75]
+    r = RLRecipe(max_response_length=100, overlong_buffer=20, overlong_penalty=1.0)
+    assert _reward(r, [ok, ok, ok, ok, "no"], ["12"] * 5, [50, 80, 90, 100, 100]) == [1.0, 1.0, 0.5, 0.0, -2.0]
+    r = RLRecipe(max_response_length=100, overlong_buffer=20, overlong_penalty=0.5)
+    assert _reward(r, [ok], ["12"], [90]) == [0.75]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

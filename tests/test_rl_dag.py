@@ -29,7 +29,8 @@ def _demo():
 
 def test_rl_runs_and_model_dirs_of_the_demo():
     cfg = C.validate(_demo())
-    assert C.rl_runs(cfg) == [("math", "tiny", "sft"), ("math", "tiny", "prift-mass")]
+    assert [r for r in C.table_runs(cfg) if C.rl_init(r[2])] == [("math", "tiny", "sft+rl"),
+                                                                  ("math", "tiny", "prift-mass+rl")]
     assert ("math", "tiny", "sft+rl") not in C.sft_runs(cfg)
     assert C.model_dir(cfg, "math", "tiny", "prift-mass+rl") == "results/rl/math/tiny/prift-mass/final"
     assert C.model_dir(cfg, "math", "tiny", "prift-mass") == "results/sft/math/tiny/prift-mass/final"
@@ -41,9 +42,10 @@ def test_rl_runs_and_model_dirs_of_the_demo():
 
 def test_paper_config_lists_table5_runs():
     cfg = C.validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-    assert sorted(C.rl_runs(cfg)) == sorted((("math", b, m) for b in ("qwen2.5-math-1.5b", "qwen3-8b-base")
-                                             for m in ("sft", "dft", "prift-prob", "prift-mass")))
-    from prift.rl import RLRecipe
+    assert sorted(r for r in C.table_runs(cfg) if C.rl_init(r[2])) == sorted(
+        ("math", b, f"{m}+rl") for b in ("qwen2.5-math-1.5b", "qwen3-8b-base")
+        for m in ("sft", "dft", "prift-prob", "prift-mass"))
+    from prift.recipes import RLRecipe
     r15 = RLRecipe.from_config(cfg["rl"]["recipe"], cfg["rl"]["backbones"]["qwen2.5-math-1.5b"])
     r8 = RLRecipe.from_config(cfg["rl"]["recipe"], cfg["rl"]["backbones"]["qwen3-8b-base"])
     assert (r15.rollouts_per_prompt, r8.rollouts_per_prompt) == (32, 16)
