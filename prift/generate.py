@@ -20,8 +20,9 @@ seeds, and report stops the same way:
                  Qwen2.5-Math): the budget of each prompt is min(max_new_tokens, max_model_len - prompt length).
 Generation resumes: finished prompts are appended to `<out>.partial` as they complete; its first line is the
 fingerprint of what produces the samples (model, prompts, settings), and a partial file made by anything else is
-discarded. Batches are fixed slices of the whole problem list, and a batch with any prompt left is generated whole,
-so a resumed file equals an uninterrupted one. The final file appears (atomically) only when every prompt is done.
+discarded. Batches are fixed by the whole problem list (prompts of similar lengths together, to cut padding), and a
+batch with any prompt left is generated whole, so a resumed file equals an uninterrupted one. The final file appears
+(atomically) only when every prompt is done.
 """
 from __future__ import annotations
 
@@ -284,8 +285,12 @@ def _read_partial(partial: Path, fingerprint: str, log) -> dict[str, list]:
     return done
 
 
-def fixed_batches(n_prompts: int, per_batch: int) -> list[list[int]]:
-    return [list(range(s, min(s + per_batch, n_prompts))) for s in range(0, n_prompts, per_batch)]
+def fixed_batches(lengths: list[int], per_batch: int) -> list[list[int]]:
+    """Batches of prompt indices, `per_batch` each, of prompts of similar lengths (sorted by length, stable), so that
+    left padding costs little: a deterministic function of the whole prompt list, hence the same batches before and
+    after a resume."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[s:s + per_batch] for s in range(0, len(order), per_batch)]
 
 
 def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int = 16, temperature: float = 1.0,
@@ -322,7 +327,7 @@ def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int =
          "prompts": [[k, ids] for k, ids in zip(keys, prompt_ids)]}, sort_keys=True).encode()).hexdigest()[:24]
     partial = out.with_name(out.name + ".partial")
     done = _read_partial(partial, fingerprint, log)
-    batches = [b for b in fixed_batches(len(problems), per_batch) if any(keys[i] not in done for i in b)]
+    batches = [b for b in fixed_batches([len(x) for x in prompt_ids], per_batch) if any(keys[i] not in done for i in b)]
     t0 = time.time()
     n_tok, n_new = 0, 0
     timings = {}

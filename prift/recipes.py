@@ -35,7 +35,8 @@ class Recipe:
     max_steps: int = -1
     seed: int = 42
     gradient_checkpointing: bool = False
-    fused_head: bool = True          # loss from hidden states + chunked LM head (no [B, L, V] logits); see module doc
+    fused_head: bool | str = "auto" # loss from hidden states + chunked LM head (no [B, L, V] logits), the full logits,
+                                     # or auto: fused on GPU, full logits on CPU while they fit (prift.sft.loss_path)
     loss_norm: str = "micro_batch"   # micro_batch (the authors' code) | global_tokens; see the module doc
     max_truncated_frac: float = 0.05 # stop when more examples are cut by max_length (prift.data.check_lengths)
     max_empty_frac: float = 0.01     # stop when more examples have an empty response
@@ -55,6 +56,8 @@ class Recipe:
         if r.loss_norm not in ("micro_batch", "global_tokens"):
             raise ValueError(f"training recipe: loss_norm must be 'micro_batch' or 'global_tokens', not "
                              f"{r.loss_norm!r}")
+        if r.fused_head not in ("auto", True, False):
+            raise ValueError(f"training recipe: fused_head must be auto, true or false, not {r.fused_head!r}")
         if r.save_dtype not in SAVE_DTYPES:
             raise ValueError(f"training recipe: save_dtype must be one of {SAVE_DTYPES}, not {r.save_dtype!r}")
         if r.after_nan not in ("stop", "resume", "restart"):

@@ -289,6 +289,25 @@ def fused_head_supported(model) -> bool:
     return model.get_output_embeddings() is not None and hasattr(model, "base_model")
 
 
+FULL_LOGITS_BUDGET = 4 * 2**30   # bytes of [B, L, V] float32 logits the full-logits path may take on CPU (x3 in use)
+
+
+def loss_path(setting: bool | str, model, *, device: str, tokens: int) -> bool:
+    """Whether a run takes the fused head (True) or the full logits (False). `auto` chooses by device and size: on a
+    GPU the fused head (no [B, L, V] logits: the paper's 2,048-token micro-batches of 151,936-way logits would take
+    ~10 GB each); on CPU the full logits, about twice as fast there (benchmarks/results/sft_step.md), while a
+    micro-batch's logits (`tokens` positions × V float32, with their log-softmax and gradient) fit in
+    FULL_LOGITS_BUDGET. Models whose LM head the fused path cannot reproduce always take the full logits."""
+    if not fused_head_supported(model):
+        return False
+    if setting != "auto":
+        return bool(setting)
+    if device != "cpu":
+        return True
+    vocab = model.get_output_embeddings().weight.shape[0]
+    return 3 * tokens * vocab * 4 > FULL_LOGITS_BUDGET
+
+
 def add_prift_head(model) -> None:
     """Add a `prift_head` argument to `model.forward`: `model(input_ids=…, attention_mask=…, prift_head=fn)` runs the
     backbone and returns fn(last_hidden_state, lm_head.weight, lm_head.bias), inside the forward so that DDP's and
@@ -342,7 +361,7 @@ class WeightedSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss is the method's (rule × source + extras), normalised per micro-batch (the authors')
     or over the global batch (recipe `loss_norm`)."""
 
-    def __init__(self, *args, method: Method, ref_model=None, fused_head: bool = True,
+    def __init__(self, *args, method: Method, ref_model=None, fused_head: bool | str = "auto",
                  loss_norm: str = "micro_batch", **kwargs):
         model = kwargs.get("model")
         # The EMA copy is taken before SFTTrainer patches the model's forward (a deepcopy of the patched forward
@@ -357,7 +376,8 @@ class WeightedSFTTrainer(SFTTrainer):
         self.loss_is_scaled_for_ga = loss_norm == "global_tokens"
         self.model_accepts_loss_kwargs = loss_norm == "global_tokens"
         self._sel = None  # [2]: response tokens selected (m_t > 0), response tokens, since the start (this process)
-        self.fused = bool(fused_head) and fused_head_supported(self.model)
+        self.fused = loss_path(fused_head, self.model, device=self.args.device.type,
+                               tokens=self.args.per_device_train_batch_size * self.args.max_length)
         if self.fused:
             add_prift_head(self.model)
         dev = self.args.device

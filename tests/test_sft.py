@@ -321,3 +321,16 @@ def test_global_batch_must_divide():
     assert grad_accum_steps(256, 4, 4) == 16
     with pytest.raises(ValueError, match="global_batch_size=256"):
         grad_accum_steps(256, 3, 4)
+
+
+def test_loss_path_is_chosen_by_device_and_size(tiny_backbone):
+    """fused_head: auto takes the fused head on a GPU, the full logits on CPU (about twice as fast there) while a
+    micro-batch's [B, L, V] logits fit the budget, the fused head beyond; true / false force it."""
+    from prift.sft import FULL_LOGITS_BUDGET, loss_path
+    model = load_model(str(tiny_backbone))
+    V = model.get_output_embeddings().weight.shape[0]
+    assert loss_path("auto", model, device="cuda", tokens=8) is True
+    assert loss_path("auto", model, device="cpu", tokens=8 * 2048) is False
+    assert loss_path("auto", model, device="cpu", tokens=FULL_LOGITS_BUDGET // (3 * 4 * V) + 1) is True
+    assert loss_path(True, model, device="cpu", tokens=8) is True
+    assert loss_path(False, model, device="cuda", tokens=8) is False
