@@ -402,6 +402,26 @@ def cmd_paired(args):
              f"significant after Holm's correction → {args.out_csv}")
 
 
+def cmd_summary(args):
+    """results/summary.md from the paired comparisons of every table (prift.summary)."""
+    import pandas as pd
+    from prift import config as C
+    from prift.io import write_text
+    from prift.summary import summary_text
+    cfg = _cfg(args)
+    tables = {}
+    for path in map(Path, args.paired):   # <results>/tables/<table>_paired.csv
+        name = path.name[:-len("_paired.csv")]
+        frame = pd.read_csv(path) if path.stat().st_size else pd.DataFrame()
+        tables[name] = (cfg["tables"][name].get("caption", name), frame)
+    labels = {**{k: v["label"] for k, v in cfg["methods"].items()}, C.ORIGINAL: "Original",
+              **{k: v["label"] for k, v in cfg["backbones"].items()},
+              **{k: v["label"] for k, v in cfg["benchmarks"].items()}}
+    labels |= {f"{m}{C.RL_SUFFIX}": f"{labels[m]} + RL" for m in cfg["methods"]}
+    write_text(args.out, summary_text(tables, labels))
+    log.info(f"summary of {len(tables)} tables → {args.out}")
+
+
 def cmd_costs(args):
     """Per-stage wall time, max RSS and GPU-hours from the Snakemake benchmark files under --benchmarks."""
     from prift import costs, tables as T
@@ -505,6 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--table", required=True); s.add_argument("--grades", nargs="+", required=True)
     s.add_argument("--paper", help="the paper's transcription (config/paper/<table>.csv): its own differences")
     s.add_argument("--out-csv", required=True); s.add_argument("--out-tex", required=True)
+    s = verb("summary", cmd_summary, "results/summary.md: the run's significant and not significant differences, in "
+             "sentences, from the tables' paired comparisons")
+    s.add_argument("--paired", nargs="+", required=True, help="the tables' <table>_paired.csv files")
+    s.add_argument("--out", required=True)
     s = verb("costs", cmd_costs, "cost of each stage (wall time, max RSS, GPU-hours) from Snakemake benchmark files")
     s.add_argument("--benchmarks", required=True, help="the benchmarks root: <results>/benchmarks/<stage>/...tsv")
     s.add_argument("--gpus", nargs="*", help="STAGE=N: GPUs one job of the stage requests (default 0)")

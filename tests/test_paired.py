@@ -95,3 +95,21 @@ def test_configured_pairs_and_the_papers_difference(table):
     from prift import config as C
     with pytest.raises(C.ConfigError, match=r"tables\.table3\.paired\.baselines.*'dfft'.*did you mean 'dft'"):
         C.load(path)
+
+
+def test_summary_says_what_is_and_is_not_significant(table):
+    """results/summary.md is written from the paired comparisons: the significant average differences, the others,
+    and the per-benchmark counts, with the labels of the config."""
+    path, files, counts, tmp = table
+    assert cli_main(["paired", "--config", str(path), "--table", "table3", "--grades", *files, "--out-csv",
+                     str(tmp / "table3_paired.csv"), "--out-tex", str(tmp / "p.tex")]) == 0
+    assert cli_main(["summary", "--config", str(path), "--paired", str(tmp / "table3_paired.csv"), "--out",
+                     str(tmp / "summary.md")]) == 0
+    text = (tmp / "summary.md").read_text()
+    frame = pd.read_csv(tmp / "table3_paired.csv")
+    sig = frame[(frame.benchmark == "average") & frame.significant]
+    assert len(sig) and all(f"{r.delta:+.2f} points" in text for r in sig.itertuples())
+    assert "Significant on the average" in text and "Not significant on the average" in text
+    assert "PriFT-mass vs DFT (Tiny-Qwen2 (demo), avg@16)" in text
+    head, rest = text.split("Not significant on the average", 1)
+    assert "PriFT-prob vs SFT" in rest and "PriFT-prob vs SFT" not in head     # Δ = 0: never significant
