@@ -422,6 +422,22 @@ def cmd_summary(args):
     log.info(f"summary of {len(tables)} tables → {args.out}")
 
 
+def cmd_frontpage(args):
+    """The report's front page (prift.frontpage): the main table, its paired comparisons, the mechanism figures."""
+    from prift import config as C
+    from prift.frontpage import front_page
+    from prift.io import write_text
+    cfg = _cfg(args)
+    labels = {**{k: v["label"] for k, v in cfg["methods"].items()}, C.ORIGINAL: "Original",
+              **{k: v["label"] for k, v in cfg["backbones"].items()}}
+    labels |= {f"{m}{C.RL_SUFFIX}": f"{labels[m]} + RL" for m in cfg["methods"]}
+    text = front_page(args.table, cfg["tables"][args.table].get("caption", args.table), Path(args.table_csv),
+                      Path(args.paired_csv) if args.paired_csv else None, [Path(f) for f in args.figures or []],
+                      labels)
+    write_text(args.out, text)
+    log.info(f"front page ({args.table}) → {args.out}")
+
+
 def cmd_costs(args):
     """Per-stage wall time, max RSS and GPU-hours from the Snakemake benchmark files under --benchmarks."""
     from prift import costs, tables as T
@@ -529,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
              "sentences, from the tables' paired comparisons")
     s.add_argument("--paired", nargs="+", required=True, help="the tables' <table>_paired.csv files")
     s.add_argument("--out", required=True)
+    s = verb("frontpage", cmd_frontpage, "the report's front page: the main table, its paired comparisons and the "
+             "mechanism figures (reStructuredText)")
+    s.add_argument("--table", required=True); s.add_argument("--table-csv", required=True)
+    s.add_argument("--paired-csv"); s.add_argument("--figures", nargs="*"); s.add_argument("--out", required=True)
     s = verb("costs", cmd_costs, "cost of each stage (wall time, max RSS, GPU-hours) from Snakemake benchmark files")
     s.add_argument("--benchmarks", required=True, help="the benchmarks root: <results>/benchmarks/<stage>/...tsv")
     s.add_argument("--gpus", nargs="*", help="STAGE=N: GPUs one job of the stage requests (default 0)")

@@ -19,7 +19,7 @@ FLOORS = {
     4: {"grading", "sandbox", "evalplus_judge"},
     5: {"runs", "backbone", "analysis"},
     6: {"scoring", "sft", "rl", "generate", "evaluation", "figures", "tables", "costs", "fetch", "codeeval",
-        "livecodebench", "mcq", "summary"},
+        "livecodebench", "mcq", "summary", "frontpage"},
     7: {"cli"},
 }
 FLOOR = {m: f for f, ms in FLOORS.items() for m in ms}

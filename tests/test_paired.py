@@ -113,3 +113,23 @@ def test_summary_says_what_is_and_is_not_significant(table):
     assert "PriFT-mass vs DFT (Tiny-Qwen2 (demo), avg@16)" in text
     head, rest = text.split("Not significant on the average", 1)
     assert "PriFT-prob vs SFT" in rest and "PriFT-prob vs SFT" not in head     # Δ = 0: never significant
+
+
+def test_front_page_holds_the_main_table_its_comparisons_and_the_figures(table):
+    """The report's front page: the main table's rows, the paired comparisons on the average, the figures inside the
+    page (PNG data, so that the report stands alone), all as reStructuredText that docutils renders."""
+    import base64
+    from docutils.core import publish_parts
+    path, files, counts, tmp = table
+    assert cli_main(["paired", "--config", str(path), "--table", "table3", "--grades", *files, "--out-csv",
+                     str(tmp / "table3_paired.csv"), "--out-tex", str(tmp / "p.tex")]) == 0
+    (tmp / "table3.csv").write_text("Model,Method,Avg@16\nTiny,SFT,12.34\nTiny,PriFT-mass,23.45\n")
+    png = tmp / "fig1a.png"
+    png.write_bytes(base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
+    out = tmp / "front.rst"
+    assert cli_main(["frontpage", "--config", str(path), "--table", "table3", "--table-csv", str(tmp / "table3.csv"),
+                     "--paired-csv", str(tmp / "table3_paired.csv"), "--figures", str(png), str(tmp / "missing.png"),
+                     "--out", str(out)]) == 0
+    html = publish_parts(out.read_text(), writer_name="html")["html_body"]
+    assert "23.45" in html and "PriFT-mass vs DFT" in html and 'src="data:image/png;base64,' in html
+    assert html.count("<img") == 1     # a figure not drawn is left out
