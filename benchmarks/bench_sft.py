@@ -100,7 +100,7 @@ def run_one(config: str, seq: int, batch: int, warmup: int, steps: int, threads:
                      gradient_accumulation_steps=1, max_steps=n_steps, learning_rate=1e-5, lr_scheduler_type="constant",
                      bf16=False, use_cpu=True, save_strategy="no", logging_steps=10_000, report_to=[],
                      remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
-                     activation_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True, seed=0,
+                     gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True, seed=0,
                      average_tokens_across_devices=True)
     collator = sft.WeightedCollator(0, cache, stat_keys=method.stats if cache is not None else ())
     if method is None:

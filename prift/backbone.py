@@ -173,6 +173,18 @@ def packaged_file(package: str, file: str) -> Path:
                             f"GGUF files there: {found}")
 
 
+def gguf_special_tokens(path: str | Path) -> dict[str, int]:
+    """The special-token ids a GGUF file declares ({"bos": 1, "eos": 2, ...}: tokenizer.ggml.<role>_token_id)."""
+    from gguf import GGUFReader
+    fields = GGUFReader(str(path)).fields
+    out = {}
+    for role, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding")):
+        f = fields.get(f"tokenizer.ggml.{key}_token_id")
+        if f is not None:
+            out[role] = int(f.parts[f.data[0]][0])
+    return out
+
+
 def build_from_gguf(out_dir: str | Path, *, package: str, file: str, log=print) -> dict:
     """Dequantise a packaged GGUF file (transformers' GGUF loader, float32) into a normal checkpoint: weights,
     tokenizer and the chat template the GGUF carries. No network."""
@@ -181,6 +193,10 @@ def build_from_gguf(out_dir: str | Path, *, package: str, file: str, log=print) 
     t0 = time.time()
     path = packaged_file(package, file)
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    # The GGUF's own special tokens: transformers 5.17 (the cluster lock's) takes SmolLM2's bos as its eos and sets no
+    # pad token, later 5.x read them as declared; set them from the file so that both give the same checkpoint.
+    for role, token_id in gguf_special_tokens(path).items():
+        setattr(tok, f"{role}_token", tok.convert_ids_to_tokens(token_id))
     # dequantize=True: plain float32 tensors and no quantizer left on the model, so that it saves as a normal checkpoint
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
                                                  quantization_config=GgufConfig(dequantize=True))

@@ -566,7 +566,9 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
         max_grad_norm=recipe.grad_clip, bf16=use_bf16, seed=recipe.seed, data_seed=recipe.seed,
         save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=2, logging_steps=recipe.logging_steps,
         report_to=[], max_length=recipe.max_length, remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True}, activation_checkpointing=recipe.gradient_checkpointing,
+        # gradient_checkpointing, not activation_checkpointing: transformers 5.17, the cluster lock's (vLLM 0.31 requires
+        # < 5.18), has only the old name; later 5.x releases keep it as a deprecated alias until v6
+        dataset_kwargs={"skip_prepare_dataset": True}, gradient_checkpointing=recipe.gradient_checkpointing,
         dataloader_num_workers=0, disable_tqdm=False, use_cpu=not torch.cuda.is_available(),
         average_tokens_across_devices=recipe.loss_norm == "global_tokens",
     )

@@ -1,7 +1,7 @@
 """Code benchmarks: HumanEval+ / MBPP+ through evalplus's own evaluation, LiveCodeBench's loader and grader, and
 the sandbox every model-written program runs in.
 
-Real data: ``shared/data/code`` (HumanEval+ v0.1.10, MBPP+ v0.2.0). Two evalplus runs per session (all 164
+Real data: ``data/code`` (HumanEval+ v0.1.10, MBPP+ v0.2.0). Two evalplus runs per session (all 164
 HumanEval+ problems; a deterministic 80-problem subset of MBPP+), each carrying the canonical solutions, hand-made
 wrong solutions and the hostile samples, so that evalplus computes its ground truth once per data file.  The runs
 use evalplus's time-limit factor 20 instead of 4 so that a loaded test machine does not turn slow canonical
@@ -29,19 +29,13 @@ FACTOR = 20.0
 
 
 @pytest.fixture(scope="session")
-def he_path(shared_data) -> Path:
-    p = shared_data / "code" / "HumanEvalPlus-v0.1.10.jsonl.gz"
-    if not p.exists():
-        pytest.skip(f"{p} not found")
-    return p
+def he_path(eval_data) -> Path:
+    return eval_data / "code" / "HumanEvalPlus-v0.1.10.jsonl.gz"
 
 
 @pytest.fixture(scope="session")
-def mbpp_path(shared_data) -> Path:
-    p = shared_data / "code" / "MbppPlus-v0.2.0.jsonl.gz"
-    if not p.exists():
-        pytest.skip(f"{p} not found")
-    return p
+def mbpp_path(eval_data) -> Path:
+    return eval_data / "code" / "MbppPlus-v0.2.0.jsonl.gz"
 
 
 @pytest.fixture(scope="session")

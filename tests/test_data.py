@@ -35,16 +35,16 @@ def test_demo_gold_answers_grade_their_own_solutions(bench):
         assert math_correct(sol, p["gold"]), (bench, sol, p["gold"])
 
 
-def test_real_benchmark_loaders(shared_data):
+def test_real_benchmark_loaders(eval_data):
     sizes = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "amc23": 40}
     for bench, n in sizes.items():
-        recs = D.load_records({"path": str(shared_data / "math" / bench / "test.jsonl")})
+        recs = D.load_records({"path": str(eval_data / "math" / bench / "test.jsonl")})
         probs = [D.benchmark_problem(r, bench, i) for i, r in enumerate(recs)]
         assert len(probs) == n and len({p["id"] for p in probs}) == n, bench
         assert all(p["problem"] and p["gold"] for p in probs), bench
-    amc = D.benchmark_problem(D.read_jsonl(shared_data / "math/amc23/test.jsonl")[0], "amc23", 0)
+    amc = D.benchmark_problem(D.read_jsonl(eval_data / "math/amc23/test.jsonl")[0], "amc23", 0)
     assert amc["gold"] == "27"
-    aime = [D.benchmark_problem(r, "aime24", i) for i, r in enumerate(D.read_jsonl(shared_data / "math/aime24/test.jsonl"))]
+    aime = [D.benchmark_problem(r, "aime24", i) for i, r in enumerate(D.read_jsonl(eval_data / "math/aime24/test.jsonl"))]
     assert any(p["gold"].startswith("0") for p in aime)  # leading zeros kept, graded numerically
 
 

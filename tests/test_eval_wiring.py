@@ -13,12 +13,9 @@ from prift.io import write_jsonl
 
 
 @pytest.fixture()
-def wiring(tmp_path, shared_data, tiny_backbone, monkeypatch):
-    he = shared_data / "code" / "HumanEvalPlus-v0.1.10.jsonl.gz"
-    medqa = shared_data / "medical" / "medqa_test.jsonl"
-    for p in (he, medqa):
-        if not p.exists():
-            pytest.skip(f"{p} not found")
+def wiring(tmp_path, eval_data, tiny_backbone, monkeypatch):
+    he = eval_data / "code" / "HumanEvalPlus-v0.1.10.jsonl.gz"
+    medqa = eval_data / "medical" / "medqa_test.jsonl"
     monkeypatch.setenv("PRIFT_EVALPLUS_CACHE", str(tmp_path / "evalplus-cache"))
     toy = {"generator": "demo_math", "split": "train", "n": 8}
     cfg = {

@@ -1,6 +1,6 @@
 """`prift fetch`: what the paper config needs from the hub, the local copies and the overlay that points the DAG at
 them. The hub itself is out of reach here: its three adapters (model snapshot, dataset rows, dataset file) are
-replaced by fakes that serve real-format records (MedMCQA rows from shared/data) and record their calls."""
+replaced by fakes that serve real-format records (MedMCQA rows from data/medical) and record their calls."""
 from __future__ import annotations
 
 import copy
@@ -35,14 +35,14 @@ def test_paper_config_assets():
     assert assets["rl.prompts"].hub == "BytedTsinghua-SIA/DAPO-Math-17k"
     assert {(a.where, a.version) for a in assets.values() if a.kind == "lcb"} == {
         ("benchmarks.lcb_v5.data", "release_v5"), ("benchmarks.lcb_v6.data", "release_v6")}
-    # local files (benchmarks in shared/data) and the sweeps' derived entries are not fetched
+    # local files (the benchmarks shipped in data/) and the sweeps' derived entries are not fetched
     assert not any(w.startswith("benchmarks.math500") or "@" in w for w in assets)
     assert Fe.hub_assets(C.read(REPO / "config" / "demo.yaml")) == []
 
 
 @pytest.fixture
-def fake_hub(monkeypatch, shared_data):
-    medmcqa = D.read_jsonl(shared_data / "medical" / "medmcqa_test.jsonl")
+def fake_hub(monkeypatch, eval_data):
+    medmcqa = D.read_jsonl(eval_data / "medical" / "medmcqa_test.jsonl")
     calls = {"model": [], "dataset": [], "file": []}
 
     def rows_of(hub, name, split, revision, rows):

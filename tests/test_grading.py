@@ -1,8 +1,8 @@
 """Tests of the math grader in prift.grading.
 
-Real data (read-only) lives beside the repository in ``shared/data``:
-``shared/data/math/<bench>/test.jsonl`` and
-``shared/data/math/graded-outputs/math_cot_100.jsonl`` (100 MATH problems x 8
+Real data, shipped with the repository in ``data/`` (data/README.md):
+``data/math/<bench>/test.jsonl`` and
+``data/math/graded-outputs/math_cot_100.jsonl`` (100 MATH problems x 8
 real model responses with the Qwen2.5-Math harness's verdicts).
 """
 
@@ -27,16 +27,14 @@ from prift.grading import (
     normalize_answer,
 )
 from prift.grading import equal, timeouts
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MATH_DIR = DATA / "math"
 GRADED = MATH_DIR / "graded-outputs" / "math_cot_100.jsonl"
 BENCHES = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
 
 
 def _load(path: Path) -> list[dict]:
-    if not path.exists():
-        pytest.skip(f"data file {path} not found (expected shared/data beside the repository)")
     with path.open() as f:
         return [json.loads(line) for line in f if line.strip()]
 

@@ -1,5 +1,5 @@
 """Medical multiple-choice QA as lm-eval tasks (prift/tasks/*.yaml, prift.mcq) on the real evaluation files in
-``shared/data/medical``: the tasks load every question, render ASFT's prompt and the gold letter as an independent
+``data/medical``: the tasks load every question, render ASFT's prompt and the gold letter as an independent
 reading of the files does, a scripted oracle scores 100 % (and its mirror 0 %), and lm-eval's HF backend on the
 tiny backbone gives the log-likelihoods that transformers gives directly."""
 from __future__ import annotations
@@ -17,12 +17,8 @@ COUNTS = {"medqa": 1273, "mmlu_medical": 2739, "medmcqa": 4183}
 
 
 @pytest.fixture(scope="session")
-def med_files(shared_data) -> dict[str, Path]:
-    files = {b: shared_data / "medical" / mcq.MCQ_BENCHMARKS[b]["file"] for b in COUNTS}
-    for p in files.values():
-        if not p.exists():
-            pytest.skip(f"{p} not found")
-    return files
+def med_files(eval_data) -> dict[str, Path]:
+    return {b: eval_data / "medical" / mcq.MCQ_BENCHMARKS[b]["file"] for b in COUNTS}
 
 
 def _rows(path: Path) -> list[dict]:

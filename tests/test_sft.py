@@ -272,7 +272,7 @@ def test_our_dft_equals_trl_dft(tiny_backbone, batch_and_cache, tmp_path):
     tok = load_tokenizer(str(tiny_backbone))
     ds = Dataset.from_list([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}])
     args = SFTConfig(output_dir=str(tmp_path), loss_type="dft", report_to=[], use_cpu=True,
-                     dataset_kwargs={"skip_prepare_dataset": True}, activation_checkpointing=False)
+                     dataset_kwargs={"skip_prepare_dataset": True}, gradient_checkpointing=False)
     trl = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
     n = (batch["labels"][:, 1:] != -100).sum()

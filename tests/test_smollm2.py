@@ -31,10 +31,10 @@ def smollm2(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def examples(shared_data):
+def examples(eval_data):
     """Four real worked solutions (MATH-500 rows outside config/smollm2.yaml's 40 evaluation problems) that fit."""
     from prift.data import read_jsonl, to_sft_example
-    rows = read_jsonl(shared_data / "math" / "math500" / "test.jsonl")
+    rows = read_jsonl(eval_data / "math" / "math500" / "test.jsonl")
     short = [(i, r) for i, r in enumerate(rows) if i >= 40 and len(r["solution"]) < 300][:4]
     return [to_sft_example(r, "math", "qwen-boxed", i) for i, r in short]
 
