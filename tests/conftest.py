@@ -69,6 +69,33 @@ def pdflatex():
     return compile_tables
 
 
+def render_in_chromium(html: Path, out_dir: Path) -> tuple[str, Path]:
+    """(the DOM after the page's scripts ran, a screenshot) of a local HTML file in headless Chromium."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={out_dir / 'profile'}", "--virtual-time-budget=10000", "--window-size=1400,2000"]
+    url = html.resolve().as_uri()
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=300)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    png = out_dir / "page.png"
+    shot = subprocess.run(["chromium", *flags, f"--screenshot={png}", url], capture_output=True, text=True,
+                          timeout=300)
+    assert shot.returncode == 0 and png.exists(), shot.stderr[-2000:]
+    return dom.stdout, png
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """render_in_chromium, with Debian's Chromium installed when missing (scripts/install-chromium.sh); skipped only
+    where nothing can be installed (no root, no apt-get)."""
+    p = subprocess.run([str(REPO / "scripts" / "install-chromium.sh")], capture_output=True, text=True, timeout=1800)
+    reason = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+    if p.returncode in (2, 3):
+        pytest.skip(reason)
+    assert p.returncode == 0, f"scripts/install-chromium.sh: {reason}"
+    return render_in_chromium
+
+
 def base_like_copy(src: Path, dst: Path) -> Path:
     """A copy of a tiny backbone made to look like a base Qwen checkpoint: its end-of-sequence token is <|endoftext|>
     (tokenizer, config and generation config), while the model, pre-trained on chat turns, ends its answers with

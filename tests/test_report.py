@@ -123,10 +123,15 @@ def test_report_holds_tables_side_by_side_costs_and_config(tmp_path):
             path = results / "metrics" / "math" / "tiny" / m / f"{b}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(recs))
+            grades = results / "grades" / "math" / "tiny" / m / f"{b}.jsonl"   # the paired comparisons read these
+            grades.parent.mkdir(parents=True, exist_ok=True)
+            grades.write_text("".join(json.dumps({"id": str(q), "sample": k, "qwen": (q + k + i) % 4 == 0,
+                                                  "math_verify": (q + k + i) % 4 == 0}) + "\n"
+                                      for q in range(24) for k in range(16)))
     bench(results / "benchmarks" / "sft" / "math" / "tiny" / "sft.tsv", (720, 900))
     bench(results / "benchmarks" / "score" / "tiny" / "math.tsv", (180, 800))
 
-    run = snakemake(cfg_path, "--allowed-rules", "table", "compare", "costs", "config_used", "all")
+    run = snakemake(cfg_path, "--allowed-rules", "table", "paired", "compare", "costs", "config_used", "all")
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     tables = results / "tables"
     vs = pd.read_csv(tables / "table3_vs_paper.csv", dtype=str, keep_default_na=False)
