@@ -38,6 +38,7 @@ class Recipe:
     fused_head: bool | str = "auto" # loss from hidden states + chunked LM head (no [B, L, V] logits), the full logits,
                                      # or auto: fused on GPU, full logits on CPU while they fit (prift.sft.loss_path)
     loss_norm: str = "micro_batch"   # micro_batch (the authors' code) | global_tokens; see the module doc
+    packing: bool = True             # each micro-batch as one padding-free row (prift.sft.WeightedCollator)
     max_truncated_frac: float = 0.05 # stop when more examples are cut by max_length (prift.data.check_lengths)
     max_empty_frac: float = 0.01     # stop when more examples have an empty response
     after_nan: str = "stop"          # a rerun after a non-finite-loss stop: stop | resume | restart (prift.runs)

@@ -53,15 +53,32 @@ KERNEL_STATS = {"logp", "prob", "entropy"}
 # Data: pre-tokenised examples + a collator that attaches cached statistics by index
 
 class WeightedCollator:
-    """Right-pads input_ids / labels and, for cached sources, places each example's reference statistics at its
-    response-token positions (`ref_<stat>`, aligned with `labels`, 0 elsewhere)."""
+    """A micro-batch of pre-tokenised examples: right-padded rows [B, L] (`packed=False`), or one padding-free row
+    [1, T] of the examples one after the other (`packed=True`) with `position_ids` restarting at each example (the
+    model's attention then never crosses an example: transformers builds a block-diagonal causal mask, or takes
+    flash-attention's variable-length path) and `seq_lens` [B]. The same examples either way, so the micro-batch's
+    token count (its loss normalisation) and its batch-level rules (quantile, TALR's τ) are unchanged. For cached
+    sources, each example's reference statistics go to its response-token positions (`ref_<stat>`, aligned with
+    `labels`, 0 elsewhere)."""
 
-    def __init__(self, pad_token_id: int, cache=None, stat_keys=W.STAT_KEYS):
+    def __init__(self, pad_token_id: int, cache=None, stat_keys=W.STAT_KEYS, packed: bool = False):
         self.pad = pad_token_id
         self.cache = cache
         self.keys = stat_keys
+        self.packed = packed
+
+    def _stats(self, f: dict, labels: torch.Tensor) -> dict:
+        stats = self.cache[int(f["idx"])]
+        pos = (labels != -100).nonzero().squeeze(-1)
+        pos = pos[pos > 0]  # the first token is never predicted
+        if len(pos) != len(stats["prob"]):
+            raise ValueError(f"example {f['idx']}: {len(pos)} response tokens but the cache holds "
+                             f"{len(stats['prob'])}; the statistics were computed for other data")
+        return {k: (pos, stats[k].float()) for k in self.keys}
 
     def __call__(self, features: list[dict]) -> dict:
+        if self.packed:
+            return self._packed(features)
         L = max(len(f["input_ids"]) for f in features)
         B = len(features)
         batch = {"input_ids": torch.full((B, L), self.pad, dtype=torch.long),
@@ -77,26 +94,72 @@ class WeightedCollator:
             labels = torch.as_tensor(f["labels"])
             batch["labels"][r, :n] = labels
             if self.cache is not None:
-                stats = self.cache[int(f["idx"])]
-                pos = (labels != -100).nonzero().squeeze(-1)
-                pos = pos[pos > 0]  # the first token is never predicted
-                if len(pos) != len(stats["prob"]):
-                    raise ValueError(f"example {f['idx']}: {len(pos)} response tokens but the cache holds "
-                                     f"{len(stats['prob'])}; the statistics were computed for other data")
-                for k in self.keys:
-                    batch[f"ref_{k}"][r, pos] = stats[k].float()
+                for k, (pos, v) in self._stats(f, labels).items():
+                    batch[f"ref_{k}"][r, pos] = v
+        return batch
+
+    def _packed(self, features: list[dict]) -> dict:
+        lens = [len(f["input_ids"]) for f in features]
+        T = sum(lens)
+        batch = {"input_ids": torch.cat([torch.as_tensor(f["input_ids"]) for f in features])[None],  # [1, T]
+                 "position_ids": torch.cat([torch.arange(n) for n in lens])[None],                 # [1, T]
+                 "labels": torch.full((1, T), -100, dtype=torch.long), "seq_lens": torch.tensor(lens)}
+        if self.cache is not None:
+            for k in self.keys:
+                batch[f"ref_{k}"] = torch.zeros((1, T), dtype=torch.float32)
+        start = 0
+        for f, n in zip(features, lens):
+            labels = torch.as_tensor(f["labels"])
+            # an example's first token is never a target (as in a padded row): the last token of the example before
+            # it must not learn to predict it
+            batch["labels"][0, start + 1:start + n] = labels[1:]
+            if self.cache is not None:
+                for k, (pos, v) in self._stats(f, labels).items():
+                    batch[f"ref_{k}"][0, start + pos] = v
+            start += n
         return batch
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # The loss
 
-def method_weights(method: Method, stats: dict, mask: torch.Tensor) -> torch.Tensor:
+def method_weights(method: Method, stats: dict, mask: torch.Tensor,
+                   seq_lens: torch.Tensor | None = None) -> torch.Tensor:
     """m_t of the method's rule for statistics {key: [B, L-1]} and the response mask [B, L-1] of one micro-batch
-    (the batch a batch-level rule - quantile, TALR's adaptive τ - is computed over). No grad, 0 off the mask."""
+    (the batch a batch-level rule - quantile, TALR's adaptive τ - is computed over). No grad, 0 off the mask.
+    A packed micro-batch ([1, T-1], `seq_lens` [B]) is laid out as rows [B, max len - 1] for the rule, so that a
+    sequence-level rule (TALR's per-sequence median) sees its sequences; the tokens keep their order."""
     if not stats:  # a rule that reads no statistics (sft) on a cached source: no columns were attached
         stats = {"prob": torch.ones(mask.shape, device=mask.device)}
-    return W.token_weights(method.rule, stats, mask=mask, **method.params)
+    if seq_lens is None:
+        return W.token_weights(method.rule, stats, mask=mask, **method.params)
+    row, col = _packed_cells(seq_lens.to(mask.device))   # [T-1] each; -1 where a position predicts no token
+    keep = row >= 0
+    grid = (len(seq_lens), int(seq_lens.max()) - 1)
+    gmask = torch.zeros(grid, dtype=torch.bool, device=mask.device)
+    gmask[row[keep], col[keep]] = mask[0, keep]
+    gstats = {}
+    for k, v in stats.items():
+        g = torch.zeros(grid, dtype=v.dtype, device=v.device)
+        g[row[keep], col[keep]] = v[0, keep]
+        gstats[k] = g
+    w = W.token_weights(method.rule, gstats, mask=gmask, **method.params)   # [B, max len - 1]
+    out = torch.zeros(mask.shape, dtype=w.dtype, device=w.device)
+    out[0, keep] = w[row[keep], col[keep]]
+    return out
+
+
+def _packed_cells(seq_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each position p of a packed row's targets (p predicts token p + 1), its (sequence, position in the
+    sequence's own targets), or (-1, -1) where p + 1 starts a sequence (no target)."""
+    T = int(seq_lens.sum())
+    starts = torch.cumsum(seq_lens, 0) - seq_lens                     # [B]
+    seq = torch.repeat_interleave(torch.arange(len(seq_lens), device=seq_lens.device), seq_lens)  # [T] token → seq
+    target = torch.arange(1, T, device=seq_lens.device)               # [T-1] the token each position predicts
+    row = seq[target]
+    col = target - starts[row] - 1
+    first = col < 0                                                   # p + 1 is a sequence's first token
+    return torch.where(first, -1, row), torch.where(first, -1, col)
 
 
 def _combine(method: Method, logp: torch.Tensor, mask: torch.Tensor, num_tokens, weights: torch.Tensor,
@@ -126,7 +189,8 @@ def _diag_means(diag: dict) -> dict:
 
 
 def method_loss(method: Method, logits: torch.Tensor, labels: torch.Tensor, num_tokens, ref: dict | None = None,
-                ref_logits: torch.Tensor | None = None, ema_logits: torch.Tensor | None = None):
+                ref_logits: torch.Tensor | None = None, ema_logits: torch.Tensor | None = None,
+                seq_lens: torch.Tensor | None = None):
     """Loss of one micro-batch from the full logits, and its diagnostics (sums, see `_combine`; the means are under
     `weight_mean`, `selected_frac`, `kl_ref`).
 
@@ -152,7 +216,7 @@ def method_loss(method: Method, logits: torch.Tensor, labels: torch.Tensor, num_
         stats = {k[4:]: v[:, 1:] for k, v in (ref or {}).items()}
     kl = W.asft_kl(logits, ref_logits[:, :-1], mask) if method.asft_beta > 0 else None
     nt = W.kd_nontarget(logits, ref_logits[:, :-1], safe_t) if method.kd_beta else None
-    loss, diag = _combine(method, logp, mask, num_tokens, method_weights(method, stats, mask), kl, nt)
+    loss, diag = _combine(method, logp, mask, num_tokens, method_weights(method, stats, mask, seq_lens), kl, nt)
     return loss, {**diag, **_diag_means(diag)}
 
 
@@ -235,7 +299,8 @@ def chunked_divergence(kind: str, hidden, weight, bias, ref_hidden, ref_weight, 
 def method_loss_hidden(method: Method, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                        labels: torch.Tensor, num_tokens, ref: dict | None = None,
                        ref_hidden: torch.Tensor | None = None, ref_head: tuple = (None, None),
-                       ema_hidden: torch.Tensor | None = None, ema_head: tuple = (None, None)):
+                       ema_hidden: torch.Tensor | None = None, ema_head: tuple = (None, None),
+                       seq_lens: torch.Tensor | None = None):
     """`method_loss` from the last hidden states [B, L, D] and the LM head (weight [V, D], bias [V] or None) of the
     online model; ref_hidden / ema_hidden and ref_head / ema_head (weight, bias) of the frozen reference / EMA model.
     Only the response positions are projected, in chunks; equal to `method_loss` on the same model up to float
@@ -268,7 +333,7 @@ def method_loss_hidden(method: Method, hidden: torch.Tensor, weight: torch.Tenso
     # quantile, TALR's adaptive τ); its weights are then gathered back to the response positions.
     full = {k: torch.zeros(mask.shape, dtype=v.dtype, device=v.device).masked_scatter(mask, v)
             for k, v in stats.items()}
-    weights = method_weights(method, full, mask)[mask]        # [n]
+    weights = method_weights(method, full, mask, seq_lens)[mask]   # [n]
     m = torch.ones_like(t, dtype=torch.bool)                  # every gathered position is a response token
     return _combine(method, logp, m, num_tokens, weights, kl, nt)
 
@@ -394,7 +459,8 @@ class WeightedSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         ref = {k: inputs.pop(k) for k in list(inputs) if k.startswith("ref_")} or None
         labels = inputs.pop("labels")
-        fwd = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        seq_lens = inputs.pop("seq_lens", None)   # a packed micro-batch: one row, position_ids restart per example
+        fwd = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
         global_tokens = self.loss_norm == "global_tokens" and num_items_in_batch is not None
         n = num_items_in_batch if global_tokens else (labels[:, 1:] != -100).sum()
         n = torch.as_tensor(n, device=labels.device).clamp(min=1)
@@ -413,7 +479,7 @@ class WeightedSFTTrainer(SFTTrainer):
                     ema_head = (h.weight, h.bias)
             head = functools.partial(method_loss_hidden, m, labels=labels, num_tokens=n, ref=ref,
                                      ref_hidden=ref_hidden, ref_head=ref_head, ema_hidden=ema_hidden,
-                                     ema_head=ema_head)
+                                     ema_head=ema_head, seq_lens=seq_lens)
             loss, diag = model(**fwd, prift_head=head)
         else:
             outputs = model(**fwd, use_cache=False)
@@ -423,7 +489,7 @@ class WeightedSFTTrainer(SFTTrainer):
                     ref_logits = self.ref_model(**fwd, use_cache=False).logits
                 if self.ema_model is not None:
                     ema_logits = self.ema_model(**fwd, use_cache=False).logits
-            loss, diag = method_loss(m, outputs.logits, labels, n, ref, ref_logits, ema_logits)
+            loss, diag = method_loss(m, outputs.logits, labels, n, ref, ref_logits, ema_logits, seq_lens)
         if not torch.isfinite(loss):
             step = self.state.global_step + 1
             last = last_checkpoint(Path(self.args.output_dir))
@@ -435,7 +501,8 @@ class WeightedSFTTrainer(SFTTrainer):
         sel = torch.stack([diag["selected"], diag["resp_tokens"]]).detach().double()
         self._sel = sel if self._sel is None else self._sel + sel
         diag = {k: diag[k] for k in ("weight_sum", "selected", "resp_tokens", "kl_sum") if k in diag}
-        diag["tokens"] = inputs["attention_mask"].sum()
+        ids = inputs["input_ids"]   # tokens of the micro-batch (a packed one has no padding, hence no mask)
+        diag["tokens"] = inputs["attention_mask"].sum() if "attention_mask" in inputs else ids.new_tensor(ids.numel())
         for k, v in diag.items():
             v = v.detach().double()
             self._acc[k] = self._acc[k] + v if k in self._acc else v
@@ -579,7 +646,7 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     keys = method.stats if method.cached else ()
     trainer = WeightedSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, method=method,
                       ref_model=ref_model, fused_head=recipe.fused_head, loss_norm=recipe.loss_norm,
-                      data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys),
+                      data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys, packed=recipe.packing),
                       callbacks=[runs.health_callback(), *(callbacks or [])])
     parallelism = runs.parallelism(trainer, log=log)
     probes = out_dir.parent / "probes.jsonl"

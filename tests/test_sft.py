@@ -334,3 +334,52 @@ def test_loss_path_is_chosen_by_device_and_size(tiny_backbone):
     assert loss_path("auto", model, device="cpu", tokens=FULL_LOGITS_BUDGET // (3 * 4 * V) + 1) is True
     assert loss_path(True, model, device="cpu", tokens=8) is True
     assert loss_path(False, model, device="cuda", tokens=8) is False
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["hidden", "logits"])
+@pytest.mark.parametrize("name,spec", METHODS, ids=[m[0] for m in METHODS])
+def test_packed_micro_batch_gives_the_padded_loss_and_gradients(tiny_backbone, examples, batch_and_cache, name, spec,
+                                                                fused):
+    """A packed micro-batch (one row, position ids restarting per example, attention within each example) gives the
+    loss and the gradients of the same examples right-padded, for every method and both loss paths, in float64;
+    the token count (each normalisation's denominator) is the same."""
+    from prift.sft import add_prift_head
+    _, cache = batch_and_cache
+    tok = load_tokenizer(str(tiny_backbone))
+    tokenized = tokenize_all(tok, examples, 96)
+    feats = [{"input_ids": t["input_ids"], "labels": t["labels"], "idx": i} for i, t in enumerate(tokenized[:4])]
+    assert len({len(f["input_ids"]) for f in feats}) > 1
+    padded = WeightedCollator(tok.pad_token_id, cache).__call__(feats)
+    packed = WeightedCollator(tok.pad_token_id, cache, packed=True)(feats)
+    model = load_model(str(tiny_backbone)).double()
+    ref_model = load_model(str(tiny_backbone)).double()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    add_prift_head(model)
+    method = Method.from_config(name, spec)
+    out = {}
+    for kind, batch in (("padded", padded), ("packed", packed)):
+        fwd = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+        ref = {k: v for k, v in batch.items() if k.startswith("ref_")} if method.cached else None
+        n = (batch["labels"][:, 1:] != -100).sum()
+        model.zero_grad()
+        if fused:
+            rh = ref_model.model(**fwd, use_cache=False).last_hidden_state if method.needs_ref_logits else None
+            loss, _ = model(**fwd, prift_head=lambda h, w, b: method_loss_hidden(
+                method, h, w, b, batch["labels"], n, ref, rh, (ref_model.lm_head.weight, None),
+                seq_lens=batch.get("seq_lens")))
+        else:
+            rl = ref_model(**fwd, use_cache=False).logits if method.needs_ref_logits else None
+            loss, _ = method_loss(method, model(**fwd, use_cache=False).logits, batch["labels"], n, ref, rl,
+                                  seq_lens=batch.get("seq_lens"))
+        loss.backward()
+        out[kind] = (loss.detach(), n, [p.grad.clone() for p in model.parameters()])
+    # the token count is each normalisation's denominator (micro_batch: this one; global_tokens: their sum)
+    assert out["packed"][1] == out["padded"][1]
+    # float64 model; the losses' own float32 steps (the cross-entropy, TRL's kernel) bound the agreement
+    torch.testing.assert_close(out["packed"][0], out["padded"][0], rtol=1e-6, atol=1e-9)
+    for a, b in zip(out["packed"][2], out["padded"][2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+    assert packed["input_ids"].shape == (1, sum(len(f["input_ids"]) for f in feats))
