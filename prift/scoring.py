@@ -35,14 +35,47 @@ def _batches_by_length(lengths: list[int], max_tokens: int) -> list[list[int]]:
     return batches
 
 
+def packs_by_default(model) -> bool:
+    """Whether the reference pass packs its batches when not told: with flash-attention (its variable-length path
+    attends within each sequence at the cost of the sequences alone). Elsewhere (sdpa, eager: CPU) a packed row of T
+    tokens attends through a [T, T] block-diagonal mask, costlier than the padded batches of sequences sorted by
+    length, whose padding is already small."""
+    return str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
+
+
+def _padded_batch(tokenized: list[dict], batch: list[int]) -> dict:
+    lengths = [len(tokenized[i]["input_ids"]) for i in batch]
+    L = max(lengths)
+    ids = torch.zeros((len(batch), L), dtype=torch.long)
+    att = torch.zeros((len(batch), L), dtype=torch.long)
+    lab = torch.full((len(batch), L), -100, dtype=torch.long)
+    for r, (i, n) in enumerate(zip(batch, lengths)):
+        ids[r, :n] = torch.tensor(tokenized[i]["input_ids"])
+        att[r, :n] = 1
+        lab[r, :n] = torch.tensor(tokenized[i]["labels"])
+    return {"input_ids": ids, "attention_mask": att, "labels": lab}
+
+
+def _packed_batch(tokenized: list[dict], batch: list[int]) -> dict:
+    """One row [1, T] of the sequences one after another, position ids restarting at each (transformers' packed
+    attention); each sequence's first token is not a target, so no position predicts across a boundary."""
+    lab = []
+    for i in batch:
+        lab += [-100] + list(tokenized[i]["labels"][1:])
+    return {"input_ids": torch.tensor([t for i in batch for t in tokenized[i]["input_ids"]])[None],
+            "position_ids": torch.cat([torch.arange(len(tokenized[i]["input_ids"])) for i in batch])[None],
+            "labels": torch.tensor(lab)[None]}
+
+
 @torch.no_grad()
 def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_tokens: int = 16384,
                     chunk_size: int = 1024, device: str | None = None, progress: bool = True,
-                    compile: bool = False, vocab_rows: int | None = None) -> list[dict]:
+                    compile: bool = False, vocab_rows: int | None = None, packed: bool | None = None) -> list[dict]:
     """Statistics of every response token (label != -100, predicted from the previous position) of every example.
     Returns, per example, a dict of 1-D tensors (float32; rank int64) in the order of the response tokens.
     vocab_rows: the distribution over the first rows of the output layer only (the rows the student of Tables 7/8
-    has: see `score`)."""
+    has: see `score`). packed: batches as padding-free packed rows (None: `packs_by_default`); the same
+    statistics either way."""
     from tqdm import tqdm
     device = device or next(model.parameters()).device
     base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
@@ -50,30 +83,23 @@ def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_t
     head_w = head.weight[:vocab_rows] if vocab_rows else head.weight  # [V, D]
     head_b = getattr(head, "bias", None)
     head_b = head_b[:vocab_rows] if (head_b is not None and vocab_rows) else head_b
-    pad = 0
+    packed = packs_by_default(model) if packed is None else packed
     results: list[dict | None] = [None] * len(tokenized)
     workspace = {}  # the [chunk, V] buffers of token_stats_chunked, allocated once for the whole pass
     lengths = [len(t["input_ids"]) for t in tokenized]
     bar = tqdm(total=sum(lengths), unit="tok", unit_scale=True, desc="reference pass", disable=not progress,
                mininterval=2)
     for batch in _batches_by_length(lengths, max_batch_tokens):
-        L = max(lengths[i] for i in batch)
-        ids = torch.full((len(batch), L), pad, dtype=torch.long)
-        att = torch.zeros((len(batch), L), dtype=torch.long)
-        lab = torch.full((len(batch), L), -100, dtype=torch.long)
-        for r, i in enumerate(batch):
-            n = lengths[i]
-            ids[r, :n] = torch.tensor(tokenized[i]["input_ids"])
-            att[r, :n] = 1
-            lab[r, :n] = torch.tensor(tokenized[i]["labels"])
-        ids, att, lab = ids.to(device), att.to(device), lab.to(device)
-        hidden = base(input_ids=ids, attention_mask=att).last_hidden_state  # [B, L, D]
+        b = {k: v.to(device) for k, v in (_packed_batch if packed else _padded_batch)(tokenized, batch).items()}
+        lab = b.pop("labels")
+        hidden = base(**b, use_cache=False).last_hidden_state  # [B, L, D] ([1, T, D] packed)
         targets = lab[:, 1:]  # [B, L-1]: token t+1 is predicted at position t
         mask = targets != -100
         h = hidden[:, :-1][mask]  # [N, D] only response positions: no [B, L, V] tensor is made
         stats = token_stats_chunked(h, head_w, targets[mask], topk=topk, chunk_size=chunk_size,
                                     lm_head_bias=head_b, compile=compile, workspace=workspace)
-        counts = mask.sum(1).tolist()
+        counts = ([sum(1 for l in tokenized[i]["labels"][1:] if l != -100) for i in batch] if packed
+                  else mask.sum(1).tolist())
         start = 0
         for r, i in enumerate(batch):
             results[i] = {k: stats[k][start:start + counts[r]].float().cpu() if k != "rank"

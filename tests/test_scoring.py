@@ -117,3 +117,20 @@ def test_two_process_pass_equals_one_process(tiny_backbone, examples, tmp_path):
     for k in STAT_KEYS:
         torch.testing.assert_close(a.columns[k], b.columns[k], rtol=1e-5, atol=1e-6, msg=k)
     assert b.provenance["processes"] == 2 and not list(tmp_path.glob("two.safetensors.part*"))
+
+
+def test_packed_reference_pass_gives_the_padded_statistics(tiny_backbone, examples):
+    """Packed rows (one row per batch, position ids restarting per sequence: what flash-attention models take by
+    default) give each sequence's statistics as the padded batches do, in float64."""
+    from prift.scoring import packs_by_default, reference_stats
+    model = load_model(str(tiny_backbone)).eval().double()
+    tokenized = tokenize_all(load_tokenizer(str(tiny_backbone)), examples, 96)
+    assert not packs_by_default(model)  # sdpa / eager on CPU: padded batches sorted by length
+    padded = reference_stats(model, tokenized, max_batch_tokens=300, chunk_size=7, progress=False, packed=False)
+    packed = reference_stats(model, tokenized, max_batch_tokens=300, chunk_size=7, progress=False, packed=True)
+    assert len({len(t["input_ids"]) for t in tokenized}) > 1   # sequences of different lengths share batches
+    for a, b in zip(padded, packed):
+        for k in STAT_KEYS:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-9, atol=1e-9, msg=k)
+    model.config._attn_implementation = "flash_attention_2"
+    assert packs_by_default(model)
