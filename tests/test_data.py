@@ -28,24 +28,26 @@ def test_demo_is_deterministic_and_in_real_formats():
 
 @pytest.mark.parametrize("bench", list(D.DEMO_BENCHMARKS))
 def test_demo_gold_answers_grade_their_own_solutions(bench):
+    from prift.benchmarks.math import problem
     from prift.grading import math_correct
     for i, r in enumerate(D.demo_math(bench, 10)):
-        p = D.benchmark_problem(r, bench, i)
+        p = problem(r, D.DEMO_BENCHMARKS[bench][1], i)
         sol = r.get("solution") or f"The final answer is $\\boxed{{{int(r['answer'])}}}$."
         sol = sol[0] if isinstance(sol, list) else sol
         assert math_correct(sol, p["gold"]), (bench, sol, p["gold"])
 
 
 def test_real_benchmark_loaders(shared_data):
+    from prift.benchmarks.math import problem
     sizes = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "amc23": 40}
     for bench, n in sizes.items():
         recs = D.load_records({"path": str(shared_data / "math" / bench / "test.jsonl")})
-        probs = [D.benchmark_problem(r, bench, i) for i, r in enumerate(recs)]
+        probs = [problem(r, bench, i) for i, r in enumerate(recs)]
         assert len(probs) == n and len({p["id"] for p in probs}) == n, bench
         assert all(p["problem"] and p["gold"] for p in probs), bench
-    amc = D.benchmark_problem(D.read_jsonl(shared_data / "math/amc23/test.jsonl")[0], "amc23", 0)
+    amc = problem(D.read_jsonl(shared_data / "math/amc23/test.jsonl")[0], "amc23", 0)
     assert amc["gold"] == "27"
-    aime = [D.benchmark_problem(r, "aime24", i) for i, r in enumerate(D.read_jsonl(shared_data / "math/aime24/test.jsonl"))]
+    aime = [problem(r, "aime24", i) for i, r in enumerate(D.read_jsonl(shared_data / "math/aime24/test.jsonl"))]
     assert any(p["gold"].startswith("0") for p in aime)  # leading zeros kept, graded numerically
 
 
