@@ -76,7 +76,7 @@ def run_cpu(args) -> None:
                 out = Path(tmp) / f"{path.name}-{bs}.jsonl"
                 st = generate(str(path), problems, out, n=N, temperature=1.0, top_p=1.0,
                               max_new_tokens=max_new, seed=0, backend="transformers", batch_size=bs,
-                              template="qwen-boxed", log=lambda *_: None)
+                              kind="math", log=lambda *_: None)
                 samples = read_jsonl(out)
                 assert len(samples) == len(problems) * N
                 row = {"model": name, "batch_size": bs, "prompts_per_batch": max(1, bs // N), "prompts": len(problems),
@@ -107,15 +107,16 @@ def run_vllm(args) -> None:
     if importlib.util.find_spec("vllm") is None:
         raise SystemExit("--vllm: vLLM is not installed in this environment (GPU sessions: environment.yml)")
     import torch
-    from prift.data import benchmark_problem, load_records, read_jsonl
+    from prift.benchmarks.math import problem
+    from prift.data import load_records, read_jsonl
     from prift.generate import generate
     recs = load_records({"path": str(args.math500)})[:args.limit or None]
-    problems = [benchmark_problem(r, "math500", i) for i, r in enumerate(recs)]
+    problems = [problem(r, "math500", i) for i, r in enumerate(recs)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="prift-bench-gen-") as tmp:
         out = Path(tmp) / "math500.jsonl"
         st = generate(args.model, problems, out, n=N, temperature=1.0, top_p=1.0, max_new_tokens=args.max_new_tokens,
-                      seed=0, backend="vllm", batch_size=len(problems), template="qwen-boxed", log=print,
+                      seed=0, backend="vllm", batch_size=len(problems), kind="math", log=print,
                       max_model_len=args.max_model_len, dtype=args.dtype)
         samples = read_jsonl(out)
     rows.append({"model": args.model, "prompts": len(problems), "n": N, "samples": len(samples),

@@ -36,76 +36,17 @@ def cmd_build_backbone(args):
     build_tiny(args.out, corpus, seed=cfg["seed"], log=log.info, **spec)
 
 
-def _bench(cfg, name):
-    if name not in cfg["benchmarks"]:
-        from prift.config import ConfigError, _suggest
-        raise ConfigError(f"unknown benchmark '{name}'{_suggest(name, cfg['benchmarks'])}")
-    return cfg["benchmarks"][name]
-
-
-def _data_path(bench_name: str, bench: dict) -> str:
-    """The local file (or directory) of a benchmark whose harness reads files itself (evalplus, lm-eval)."""
-    if not bench["data"].get("path"):
-        from prift.config import ConfigError
-        raise ConfigError(f"config key 'benchmarks.{bench_name}.data.path': {bench['kind']} benchmarks are read "
-                          f"from a local file (give `path`)")
-    return bench["data"]["path"]
-
-
-def _prepare_benchmark(name: str, bench: dict) -> list[dict]:
-    from prift import data as D
-    limit = bench["data"].get("limit")
-    if bench["kind"] == "math":
-        return D.benchmark_problems(bench["data"], name)
-    if bench["kind"] == "mcq":
-        raise SystemExit(f"benchmark '{name}' (kind mcq) has no prepare step: `prift grade --model` scores the "
-                         f"model on {bench['data'].get('path') or bench['data']} directly")
-    if bench["suite"] == "evalplus":
-        from prift.codeeval import load_evalplus_problems
-        rows = load_evalplus_problems(_data_path(name, bench))
-    else:
-        from prift import livecodebench as L
-        src = bench["data"]
-        if src.get("path"):
-            shards = src["path"]
-        elif src.get("hub"):
-            if src["hub"] != L.LCB_HUB:
-                raise SystemExit(f"benchmark '{name}': LiveCodeBench shards are read from {L.LCB_HUB}, "
-                                 f"not {src['hub']}")
-            shards = L.download_lcb_shards(bench["version"], revision=src.get("revision"))
-        else:
-            raise SystemExit(f"benchmark '{name}': give the LiveCodeBench shards as data.path (a directory with "
-                             f"test*.jsonl) or data.hub: {L.LCB_HUB}")
-        rows = L.load_lcb_problems(shards, bench["version"], log=log.info)
-    return rows[:limit] if limit else rows
-
-
-def _benchmark_problems(cfg: dict, domain: str) -> set[str]:
-    """The problem texts of a domain's math benchmarks, held out of its training and RL prompts. (Training data is
-    matched on the records' `problem` text; code and multiple-choice test sets are disjoint from their training sets by
-    construction - Tulu personas vs. HumanEval/MBPP/LiveCodeBench, MedMCQA train vs. dev.)"""
-    from prift import data as D
-    held_out = set()
-    for b in cfg["domains"][domain]["benchmarks"]:
-        if cfg["benchmarks"][b]["kind"] != "math":
-            continue
-        for r in D.load_records(cfg["benchmarks"][b]["data"]):
-            held_out.add(r.get("problem") or r.get("question"))
-    return held_out
-
-
 def cmd_prepare(args):
+    from prift import benchmarks as B
     from prift import config as C
     from prift import data as D
     from prift.io import write_jsonl
     cfg = _cfg(args)
     if args.benchmark:
-        rows = _prepare_benchmark(args.benchmark, _bench(cfg, args.benchmark))
-        write_jsonl(args.out, rows)
-        log.info(f"{args.benchmark}: {len(rows)} problems → {args.out}")
+        B.prepare(cfg, args.benchmark, args.out, log=log.info)
         return
     dom = cfg["domains"][args.domain]
-    held_out = _benchmark_problems(cfg, args.domain)
+    held_out = B.held_out_problems(cfg, args.domain)
     # The drift probes' held-out examples (the paper: 64), never trained on: the records after the training subset
     # (`limit`), else the last ones of the training set (data.prepare_train).
     probed = C.probed_domains(cfg)
@@ -169,10 +110,11 @@ def _rl_section(cfg: dict) -> dict:
 
 
 def cmd_prepare_rl(args):
+    from prift.benchmarks import held_out_problems
     from prift.io import write_jsonl
     from prift.rl import prepare_rl_prompts
     cfg = _cfg(args)
-    held_out = _benchmark_problems(cfg, args.domain)
+    held_out = held_out_problems(cfg, args.domain)
     rows = prepare_rl_prompts(_rl_section(cfg)["prompts"], held_out)
     write_jsonl(args.out, rows)
     log.info(f"{args.domain}: {len(rows)} RL prompts (deduplicated, {len(held_out)} benchmark problems held out) "
@@ -222,119 +164,21 @@ def cmd_figures(args):
     log.info(f"figures {sorted(F.FIGURES)} of {len(runs)} runs → {out}")
 
 
-def generation_settings(cfg: dict, benchmark: str) -> dict:
-    """The global `generation` section with the benchmark's own `generation` merged over it."""
-    return {**cfg["generation"], **_bench(cfg, benchmark).get("generation", {})}
-
-
 def cmd_generate(args):
-    from prift import config as C
-    from prift.data import read_jsonl
-    from prift.generate import generate
-    cfg = _cfg(args)
-    bench = _bench(cfg, args.benchmark)
-    if bench["kind"] == "mcq":
-        raise SystemExit(f"benchmark '{args.benchmark}' (kind mcq) is not sampled: `prift grade --model` scores it")
-    g = generation_settings(cfg, args.benchmark)
-    template = bench["suite"] if bench["kind"] == "code" else "math"
-    dataset = None
-    if template == "evalplus":
-        dataset = _evalplus_dataset(args.benchmark, bench)
-    backbone = cfg["backbones"].get(args.backbone, {}) if args.backbone else {}
-    kw = {"tensor_parallel_size": g["tensor_parallel_size"]} if "tensor_parallel_size" in g and g.get(
-        "backend") == "vllm" else {}
-    generate(C.resolve_weights(cfg, args.model), read_jsonl(args.problems), args.out,
-             n=g.get("n", 16), temperature=g.get("temperature", 1.0),
-             top_p=g.get("top_p", 1.0), max_new_tokens=g.get("max_new_tokens", 4096), seed=cfg["seed"],
-             backend=g.get("backend", "auto"), batch_size=g.get("batch_size", 64), template=template,
-             chat=bench.get("chat", True), prompt=g.get("prompt", "harness"), stop=g.get("stop"),
-             stop_token_ids=g.get("stop_token_ids", "auto"), dataset=dataset,
-             max_model_len=backbone.get("max_model_len"), provenance={"backbone": backbone}, log=log.info, **kw)
-
-
-def _evalplus_dataset(name: str, bench: dict) -> str:
-    """evalplus's dataset of a benchmark (humaneval, mbpp): from its name (humaneval_plus, mbpp_plus), else from its
-    release file's name."""
-    from prift.codeeval import evalplus_dataset
-    try:
-        return evalplus_dataset(name)
-    except ValueError:
-        return evalplus_dataset(Path(_data_path(name, bench)).name.lower().split("plus")[0])
-
-
-def _lmeval_backend(cfg: dict) -> tuple[str, dict]:
-    """lm-eval backend, dtype and model args for multiple choice: vLLM on GPU (bf16), transformers on CPU (fp32);
-    the generation section's backend choice applies (transformers → lm-eval's hf)."""
-    import torch
-    g = cfg["generation"]
-    cuda = torch.cuda.is_available()
-    backend = {"auto": "vllm" if cuda else "hf", "vllm": "vllm", "transformers": "hf"}[g.get("backend", "auto")]
-    kw = {"backend": backend, "dtype": "bfloat16" if cuda else "float32"}
-    if backend == "vllm":
-        kw |= {"batch_size": "auto", "model_args": ({"tensor_parallel_size": g["tensor_parallel_size"]}
-                                                     if "tensor_parallel_size" in g else {})}
-    else:
-        kw |= {"batch_size": 8, "device": "cuda" if cuda else "cpu"}
-    return backend, kw
+    from prift.generate import generate_benchmark
+    generate_benchmark(_cfg(args), args.benchmark, args.model, args.problems, args.out, backbone=args.backbone,
+                       log=log.info)
 
 
 def cmd_grade(args):
-    from prift import config as C
-    from prift.data import read_jsonl
-    cfg = _cfg(args)
-    bench = _bench(cfg, args.benchmark)
-    kind = bench["kind"]
-    if kind == "mcq":
-        if not args.model or args.samples or args.problems:
-            raise SystemExit(f"benchmark '{args.benchmark}' (kind mcq): give --model (no --problems/--samples): "
-                             f"lm-eval scores the option letters of the model")
-        from prift.mcq import grade_mcq
-        _, kw = _lmeval_backend(cfg)
-        s = grade_mcq(C.resolve_weights(cfg, args.model), args.benchmark, _data_path(args.benchmark, bench), args.out,
-                      limit=bench["data"].get("limit"), log=log.info, **kw)
-        log.info(f"graded {args.benchmark}: {s}")
-        return
-    if args.model or not (args.samples and args.problems):
-        raise SystemExit(f"benchmark '{args.benchmark}' (kind {kind}): give --problems and --samples (no --model)")
-    problems = read_jsonl(args.problems)
-    if kind == "math":
-        from prift.evaluation import grade_math_file
-        s = grade_math_file(args.samples, problems, args.out)
-    elif bench["suite"] == "evalplus":
-        from prift.codeeval import grade_evalplus_file
-        first = next(iter(read_jsonl(args.samples)), {})
-        chat = first.get("chat", bench.get("chat", True))   # what generation used (no chat template → False)
-        path = _data_path(args.benchmark, bench)
-        dataset = _evalplus_dataset(args.benchmark, bench)
-        s = grade_evalplus_file(args.samples, problems, args.out, dataset=dataset, data_path=path, chat=chat,
-                                log=log.info)
-    else:
-        from prift.livecodebench import TEST_TIMEOUT_S, grade_lcb_file
-        s = grade_lcb_file(args.samples, problems, args.out, timeout=bench.get("timeout", TEST_TIMEOUT_S),
-                           log=log.info)
-    log.info(f"graded {args.benchmark}: {s}")
+    from prift.benchmarks import grade
+    grade(_cfg(args), args.benchmark, args.out, problems=args.problems, samples=args.samples, model=args.model,
+          log=log.info)
 
 
 def cmd_metrics(args):
-    from prift import evaluation as E
-    from prift.io import write_json
-    from prift.config import ORIGINAL, RL_VARIANT, rl_init
-    cfg = _cfg(args)
-    domain, backbone, method = args.run.split("/")
-    bench = _bench(cfg, args.benchmark)
-    # `original` is the backbone itself, the same model whatever the domain: never a variant
-    variant = "" if method == ORIGINAL else cfg["domains"][domain].get("variant", "")
-    if rl_init(method) is not None:   # an RL run `<init>+rl` is reported as (method <init>, variant "rl")
-        method, variant = rl_init(method), RL_VARIANT
-    labels = {"run": args.run, "domain": domain, "backbone": backbone, "method": method, "variant": variant,
-              "benchmark": args.benchmark}
-    n_boot, seed = cfg["evaluation"].get("n_boot", 1000), cfg["seed"]
-    if bench["kind"] == "math":
-        recs = E.math_metrics(args.grades, cfg["evaluation"].get("k", 16), labels, n_boot=n_boot, seed=seed)
-    else:   # code: pass@1 (the paper's tables); multiple choice: accuracy
-        recs = E.verdict_metrics(args.grades, labels, E.verdicts_of(bench), k=1, n_boot=n_boot, seed=seed)
-    write_json(args.out, recs)
-    log.info(" ".join(f"{r['metric']}={r['value']:.2f}" for r in recs if ":" not in r["metric"]))
+    from prift.benchmarks import metrics
+    metrics(_cfg(args), args.run, args.benchmark, args.grades, args.out, log=log.info)
 
 
 def cmd_tables(args):
@@ -362,7 +206,7 @@ def cmd_compare(args):
 def cmd_paired(args):
     """Each method of a table against each baseline on the same problems (prift.tables.paired)."""
     import numpy as np
-    from prift import config as C, evaluation as E, metrics as M
+    from prift import benchmarks as B, config as C, metrics as M
     from prift.data import read_jsonl
     from prift.tables import paired as P
     from prift.tables.paper import load_paper
@@ -372,9 +216,7 @@ def cmd_paired(args):
     cells = {}
     for path in map(Path, args.grades):   # <results>/grades/<domain>/<backbone>/<method>/<benchmark>.jsonl
         bb, m, bench = path.parts[-3], path.parts[-2], path.stem
-        b = _bench(cfg, bench)
-        verdict = "qwen" if b["kind"] == "math" else E.verdicts_of(b)[metrics[0]]
-        cells[(bb, m, bench)] = E.correctness_matrix(read_jsonl(path), verdict)
+        cells[(bb, m, bench)] = B.correctness(cfg, bench, read_jsonl(path), metrics[0])
     variant = cfg["domains"][spec["domain"]].get("variant", "")
 
     def variant_of(m):

@@ -57,20 +57,11 @@ INSTRUCTION_PREFIX = ("Please provide a self-contained Python script that solves
 RESPONSE_PREFIX = ("Below is a Python script with a self-contained function that solves the problem and passes "
                    "corresponding tests:")
 
+# evalplus's datasets: the `format:` of an evalplus benchmark entry (prift.benchmarks)
 EVALPLUS_DATASETS = {
     "humaneval": {"env": "HUMANEVAL_OVERRIDE_PATH", "file": "HumanEvalPlus-v0.1.10.jsonl.gz", "count": 164},
     "mbpp": {"env": "MBPP_OVERRIDE_PATH", "file": "MbppPlus-v0.2.0.jsonl.gz", "count": 378},
 }
-_ALIASES = {"humaneval": "humaneval", "humaneval_plus": "humaneval", "humanevalplus": "humaneval",
-            "humaneval+": "humaneval", "mbpp": "mbpp", "mbpp_plus": "mbpp", "mbppplus": "mbpp", "mbpp+": "mbpp"}
-
-
-def evalplus_dataset(name: str) -> str:
-    """'humaneval' or 'mbpp' for a benchmark name (humaneval_plus, HumanEval+, mbpp_plus, ...)."""
-    key = _ALIASES.get(str(name).lower().replace("-", "_"))
-    if key is None:
-        raise ValueError(f"not an evalplus benchmark: {name!r} (known: {sorted(_ALIASES)})")
-    return key
 
 
 # Modules evalplus's own worker process has imported when it runs a program (evalplus.eval imports numpy, evalplus.data
@@ -180,8 +171,9 @@ def evaluate_evalplus(dataset: str, data_path: str | Path, samples: list[dict], 
     evalplus's per-test time limit parameters (defaults = evalplus's); ``parallel``: programs run at once (default:
     the CPUs allocated to this job, :func:`prift.resources.allocated_cpus`)."""
     from prift.resources import allocated_cpus
-    ds = evalplus_dataset(dataset)
-    spec = EVALPLUS_DATASETS[ds]
+    if dataset not in EVALPLUS_DATASETS:
+        raise ValueError(f"not an evalplus dataset: {dataset!r} (known: {', '.join(EVALPLUS_DATASETS)})")
+    ds, spec = dataset, EVALPLUS_DATASETS[dataset]
     records = read_evalplus_file(data_path)
     wanted = {s["id"] for s in samples}
     unknown = wanted - {r["task_id"] for r in records}
@@ -303,7 +295,7 @@ def _worker() -> None:  # pragma: no cover - runs in the evaluation subprocess
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# file-level glue (generation samples → grades → metrics)
+# file-level glue (generation samples → grades)
 # ----------------------------------------------------------------------------------------------------------------
 
 def grade_evalplus_file(samples_path: str | Path, problems: list[dict], out: str | Path, *, dataset: str,
@@ -328,27 +320,3 @@ def grade_evalplus_file(samples_path: str | Path, problems: list[dict], out: str
     n = max(len(grades), 1)
     return {"samples": len(grades), "base": sum(g["base"] for g in grades) / n,
             "plus": sum(g["plus"] for g in grades) / n, "sandbox": describe_sandbox()}
-
-
-def verdict_metrics(grades_path: str | Path, labels: dict, verdicts: dict[str, str], *, k: int = 1,
-                    n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """pass@k (percent, unbiased estimator over the samples of each problem) with a bootstrap 95% interval over
-    problems, one record per ``{metric name: grade field}`` (e.g. ``{"pass@1": "plus", "pass@1:base": "base"}``).
-    Shared by HumanEval+/MBPP+ (base/plus), LiveCodeBench (passed) and multiple choice (correct, k=1 → accuracy)."""
-    from prift.data import read_jsonl
-    from prift.metrics import summarise
-    grades = read_jsonl(grades_path)
-    records = []
-    for metric, field in verdicts.items():
-        by_id: dict[str, dict[int, bool]] = {}
-        for g in grades:
-            by_id.setdefault(g["id"], {})[int(g.get("sample", 0))] = bool(g[field])
-        mat = [[row[s] for s in sorted(row)] for row in by_id.values()]
-        s = summarise(mat, k, n_boot=n_boot, seed=seed)
-        lo, hi = s[f"pass@{k}_ci"]
-        records.append(labels | {"metric": metric, "value": s[f"pass@{k}"], "ci_low": lo, "ci_high": hi,
-                                 "n_problems": s["n_problems"]})
-    return records
-
-
-EVALPLUS_METRICS = {"pass@1": "plus", "pass@1:base": "base"}

@@ -50,6 +50,12 @@ def schema_errors(cfg: dict, schema_path: Path = SCHEMA) -> list[str]:
     return msgs
 
 
+# The benchmark entry keys only some kinds read (prift.benchmarks.KINDS: a kind's `formats` and `reads`; the schema
+# says which formats each kind has).
+BENCHMARK_KIND_KEYS = {"format": ("math", "evalplus", "mcq"), "chat": ("evalplus",),
+                       "version": ("livecodebench",), "timeout": ("livecodebench",)}
+
+
 def check_references(cfg: dict) -> list[str]:
     """Cross-references the schema cannot express."""
     from prift.methods import check_method
@@ -68,14 +74,10 @@ def check_references(cfg: dict) -> list[str]:
                             f"{_suggest(b, cfg['benchmarks'])}")
     for name, b in cfg["benchmarks"].items():
         # keys that only some kinds read: given elsewhere they would be silently ignored
-        only = {"suite": "code", "chat": "code", "timeout": "code", "version": "code"}
-        for key, kind in only.items():
-            if key in b and b["kind"] != kind:
-                msgs.append(f"config key 'benchmarks.{name}.{key}': only read for kind '{kind}', not '{b['kind']}'")
-        if "version" in b and b.get("suite") not in (None, "livecodebench"):
-            msgs.append(f"config key 'benchmarks.{name}.version': only read for suite 'livecodebench'")
-        if "chat" in b and b.get("suite") == "livecodebench":
-            msgs.append(f"config key 'benchmarks.{name}.chat': only read for suite 'evalplus'")
+        for key, kinds in BENCHMARK_KIND_KEYS.items():
+            if key in b and b["kind"] not in kinds:
+                msgs.append(f"config key 'benchmarks.{name}.{key}': only read for kind "
+                            f"{' or '.join(repr(k) for k in kinds)}, not '{b['kind']}'")
         if "generation" in b and b["kind"] == "mcq":
             msgs.append(f"config key 'benchmarks.{name}.generation': kind 'mcq' samples nothing (lm-eval scores "
                         f"the option letters)")
@@ -404,7 +406,7 @@ def expand_figures(cfg: dict) -> dict:
 
 
 def metric_names(cfg: dict, benchmark: str) -> set[str]:
-    """The metrics a benchmark's metrics file holds (prift.evaluation)."""
+    """The metrics a benchmark's metrics file holds (its kind's, prift.benchmarks)."""
     b = cfg["benchmarks"][benchmark]
     if b["kind"] == "math":
         k = (cfg.get("evaluation") or {}).get("k", 16)

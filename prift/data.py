@@ -426,8 +426,9 @@ def _problem(rng: random.Random, family: str, style: str = "steps") -> tuple[str
     return prob, sol, ans
 
 
-# benchmark name → (families, record format); names follow the real benchmarks so the same loaders/graders apply
-# (from easy to hard, so that the demo's table spreads over the range)
+# demo split → (families, record format); the splits are named after the real benchmarks, whose record formats
+# (prift.grading.GOLD_FORMATS) they are written in, so the same loaders and graders apply (from easy to hard, so
+# that the demo's table spreads over the range)
 DEMO_BENCHMARKS = {
     "math500": (["zero", "succ"], "math500"),
     "minerva_math": (["max"], "minerva_math"),
@@ -484,39 +485,3 @@ def demo_math(split: str, n: int, seed: int = 0) -> list[dict]:
 
 
 GENERATORS = {"demo_math": demo_math}
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Evaluation problems: {id, problem, gold} for math; {id, prompt, options, gold} for multiple choice
-
-def benchmark_problem(rec: dict, benchmark: str, idx: int) -> dict:
-    """Normalise one record of a math benchmark file: the problem text and the gold answer as the authors'
-    harness takes them (see prift.grading.gold_answer). A record without a gold answer is refused: every sample
-    would be graded against an empty answer."""
-    from prift.grading import gold_answer
-    problem = rec.get("problem") or rec.get("question")
-    if problem is None:
-        raise ValueError(f"{benchmark} record {idx}: no 'problem' or 'question' field")
-    if rec.get("context"):  # olympiadbench records may carry a context paragraph
-        problem = rec["context"] + "\n" + problem
-    pid = rec.get("unique_id", rec.get("id", rec.get("idx", idx)))
-    try:
-        gold = gold_answer(rec, benchmark)
-    except ValueError as e:
-        raise ValueError(f"{benchmark} record {idx}: {e}") from None
-    if not gold.strip():
-        raise ValueError(f"{benchmark} record {idx} (id {str(pid)!r}): no gold answer (its answer field is empty or "
-                         f"missing and no \\boxed{{}} answer is in its solution)")
-    return {"id": str(pid), "problem": problem, "gold": gold}
-
-
-def benchmark_problems(spec: dict, benchmark: str, *, base_dir: str | Path = ".") -> list[dict]:
-    """The normalised problems of a math benchmark's dataset entry (benchmark_problem of every record); a record
-    that cannot be normalised is an error naming the file and the line."""
-    out = []
-    for i, r in enumerate(load_records(spec, base_dir=base_dir)):
-        try:
-            out.append(benchmark_problem(r, benchmark, i))
-        except ValueError as e:
-            raise DataError(f"{record_location(spec, i, base_dir=base_dir)}: {e}") from None
-    return out

@@ -80,7 +80,7 @@ def hub_assets(cfg: dict) -> list[Asset]:
 def _asset(cfg: dict, node: dict, keys: tuple[str, ...], held: int) -> Asset:
     if keys[0] == "backbones":
         return Asset("model", keys, node["hub"], node.get("revision"))
-    if keys[0] == "benchmarks" and cfg["benchmarks"][keys[1]].get("suite") == "livecodebench":
+    if keys[0] == "benchmarks" and cfg["benchmarks"][keys[1]]["kind"] == "livecodebench":
         return Asset("lcb", keys, node["hub"], node.get("revision"), version=cfg["benchmarks"][keys[1]]["version"])
     limit = node.get("limit")
     return Asset("dataset", keys, node["hub"], node.get("revision"), node.get("name"), node.get("split", "train"),

@@ -210,7 +210,7 @@ def pass_at_k_curves(grade_paths, ks=None) -> dict[str, dict[int, float]]:
     """{method: {k: pass@k in percent, averaged over the benchmarks}} from grades files (the Qwen-style verdict, as
     the tables), k = 1…n by default (n: the samples per problem; the same n in every file)."""
     from prift.data import read_jsonl
-    from prift.evaluation import correctness_matrix
+    from prift.benchmarks import correctness_matrix
     from prift.metrics import pass_at_k_curve
     per: dict[str, list[dict[int, float]]] = {}
     ns = set()

@@ -7,10 +7,11 @@ temperature 0 is greedy decoding (one sample per prompt).
 Both backends get the same token ids (the prompt string encoded as vLLM encodes a text prompt: with the
 tokenizer's default special tokens - a BOS for LLaMA-style tokenizers, none for Qwen's), the same stops and the same
 seeds, and report stops the same way:
-  stops          the harness's: math - the Qwen2.5-Math harness's stop strings and the ids of those that are single
-                 tokens of the vocabulary (<|im_end|> 151645, <|endoftext|> 151643 for Qwen), configurable under
-                 `generation:`; evalplus - evalplus's own stop strings; LiveCodeBench - its runner's "###"; and the
-                 model's end-of-sequence ids (tokenizer and generation_config) everywhere, as vLLM stops on them;
+  stops          the harness's, as the benchmark's kind says (prift.benchmarks): math - the Qwen2.5-Math harness's
+                 stop strings and the ids of those that are single tokens of the vocabulary (<|im_end|> 151645,
+                 <|endoftext|> 151643 for Qwen), configurable under `generation:`; evalplus - evalplus's own stop
+                 strings; LiveCodeBench - its runner's "###"; and the model's end-of-sequence ids (tokenizer and
+                 generation_config) everywhere, as vLLM stops on them;
   finish_reason  "stop" (end of sequence, a stop id or a stop string), "length" (out of tokens or positions);
   text           what was written before the stop (a stop string or stop token is not part of it);
   completion_tokens  the tokens generated, without a final end-of-sequence / stop token; with a stop string, the
@@ -33,70 +34,12 @@ from pathlib import Path
 
 import torch
 
-# The Qwen2.5-Math harness (math_eval.py): stop strings of every vLLM call; their single-token ids are its stop ids.
-HARNESS_STOP = ("</s>", "<|im_end|>", "<|endoftext|>")
-LCB_STOP = ("###",)   # LiveCodeBench's runner (`--stop` default)
-
-
 # ----------------------------------------------------------------------------------------------------------------------
-# Prompts and stops
-
-def evalplus_chat(tokenizer, chat: bool = True) -> bool:
-    """Whether evalplus prompts are chat prompts: asked for and possible (evalplus falls back to direct completion
-    for a tokenizer without a chat template)."""
-    from prift.codeeval import is_chat
-    return bool(chat) and is_chat(tokenizer)
-
-
-def render_prompts(tokenizer, problems: list[dict], template: str, chat: bool = True,
-                   prompt: str = "harness") -> list[str]:
-    """Prompt strings. template: "math" or a code suite (prift.grading.CODE_SUITES: evalplus, livecodebench - the
-    harness's own prompt). Math: prompt="harness" is the Qwen2.5-Math harness's fixed string for every backbone
-    (prift.data.harness_prompt), prompt="template" the backbone's own chat template with the same messages.
-    chat=False (evalplus only): the bare problem prompt for the model to continue, as evalplus's direct completion."""
-    from prift.grading import CODE_SUITES, code_prompt
-    if template in CODE_SUITES:
-        if template == "evalplus" and not evalplus_chat(tokenizer, chat):
-            return [p["problem"].strip() + "\n" for p in problems]
-        return [code_prompt(tokenizer, p, template) for p in problems]
-    if template != "math":
-        raise ValueError(f"unknown prompt kind {template!r} (math, {', '.join(CODE_SUITES)})")
-    from prift.data import harness_prompt, math_messages
-    if prompt == "harness":
-        return [harness_prompt(p["problem"]) for p in problems]
-    if prompt == "template":
-        return [tokenizer.apply_chat_template(math_messages(p["problem"], "qwen-boxed"), add_generation_prompt=True,
-                                              tokenize=False) for p in problems]
-    raise ValueError(f"generation.prompt must be 'harness' or 'template', not {prompt!r}")
-
+# Prompts and stops (each benchmark kind renders its prompts and says its stops: prift.benchmarks)
 
 def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
     """Prompt token ids as vLLM makes them from a text prompt (the tokenizer's default special tokens)."""
     return [list(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
-
-
-def single_token_ids(tokenizer, strings) -> list[int]:
-    """The ids of those strings that the vocabulary holds as one token (<|im_end|> → 151645 for Qwen)."""
-    vocab = tokenizer.get_vocab()
-    return sorted({vocab[s] for s in strings if s in vocab})
-
-
-def stop_rules(tokenizer, template: str, *, chat: bool = True, dataset: str | None = None,
-               stop: list[str] | None = None, stop_token_ids: list[int] | str = "auto") -> tuple[list[str], list[int]]:
-    """(stop strings, stop token ids) of a benchmark's harness. Math: `stop` (default: the Qwen2.5-Math harness's)
-    and `stop_token_ids` ("auto": the ids of the stop strings that are single tokens). evalplus: its EOS list plus
-    "\\n```\\n" for chat prompts, or its direct-completion stops of `dataset` (humaneval, mbpp). LiveCodeBench: "###".
-    The model's own end-of-sequence ids are added by the backends."""
-    if template == "evalplus":
-        from evalplus.provider.utility import EOS, extra_eos_for_direct_completion
-        strings = list(EOS) + (["\n```\n"] if evalplus_chat(tokenizer, chat)
-                               else extra_eos_for_direct_completion(dataset or "humaneval"))
-        return strings, []
-    if template == "livecodebench":
-        return list(LCB_STOP), []
-    strings = list(HARNESS_STOP if stop is None else stop)
-    ids = single_token_ids(tokenizer, strings) if stop_token_ids == "auto" else [int(i) for i in stop_token_ids]
-    return strings, ids
 
 
 def eos_ids(tokenizer, model_path: str) -> list[int]:
@@ -295,13 +238,16 @@ def fixed_batches(lengths: list[int], per_batch: int) -> list[list[int]]:
 
 def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int = 16, temperature: float = 1.0,
              top_p: float = 1.0, max_new_tokens: int = 4096, seed: int = 0, backend: str = "auto",
-             batch_size: int = 64, template: str = "math", chat: bool = True, prompt: str = "harness",
-             stop: list[str] | None = None, stop_token_ids: list[int] | str = "auto", dataset: str | None = None,
+             batch_size: int = 64, kind: str = "math", fmt: str | None = None, chat: bool = True,
+             prompt: str = "harness", stop: list[str] | None = None, stop_token_ids: list[int] | str = "auto",
              max_model_len: int | None = None, provenance: dict | None = None, log=print, **backend_kwargs) -> dict:
-    """Sample `n` completions of every problem into `out` (see the module doc). `provenance`: what else identifies
-    the samples (the backbone entry of the config), part of the partial file's fingerprint."""
+    """Sample `n` completions of every problem into `out` (see the module doc) with the prompts and stops of the
+    benchmark kind `kind` (prift.benchmarks.KINDS; `fmt`: the benchmark's record format, `chat`, `prompt`, `stop`,
+    `stop_token_ids`: what the kind reads of them). `provenance`: what else identifies the samples (the backbone entry
+    of the config), part of the partial file's fingerprint."""
     from tqdm import tqdm
     from prift.backbone import load_tokenizer
+    from prift.benchmarks import kind as benchmark_kind
     from prift.io import write_jsonl
     from prift.runs import model_identity
     if temperature == 0 and n != 1:
@@ -313,10 +259,10 @@ def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int =
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tok = load_tokenizer(model_path)
-    prompts = render_prompts(tok, problems, template, chat=chat, prompt=prompt)
-    prompt_ids = encode_prompts(tok, prompts)
-    stops, stop_ids = stop_rules(tok, template, chat=chat, dataset=dataset, stop=stop, stop_token_ids=stop_token_ids)
-    extra = {"chat": evalplus_chat(tok, chat)} if template == "evalplus" else {}
+    K = benchmark_kind(kind)
+    prompt_ids = encode_prompts(tok, K.prompts(tok, problems, chat=chat, prompt=prompt))
+    stops, stop_ids = K.stops(tok, chat=chat, fmt=fmt, stop=stop, stop_token_ids=stop_token_ids)
+    extra = K.sample_fields(tok, chat)
     keys = [str(p["id"]) for p in problems]
     per_batch = max(1, batch_size // n) if backend == "transformers" else max(1, batch_size)
     settings = {"n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
@@ -365,3 +311,27 @@ def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int =
              "gen_tokens_per_s": round(n_tok / max(gen_secs, 1e-9), 1)}
     log(f"generate: {stats}")
     return stats
+
+
+def generate_benchmark(cfg: dict, benchmark: str, model: str, problems: str | Path, out: str | Path, *,
+                       backbone: str | None = None, log=print) -> dict:
+    """`prift generate`: sample a benchmark's prepared problems with its kind's prompts and stops and the config's
+    generation settings (the global `generation` section, the benchmark's own over it); `backbone`: the model's
+    backbone entry (its max_model_len, and part of the samples' provenance)."""
+    from prift import benchmarks as B
+    from prift.config import resolve_weights
+    from prift.data import read_jsonl
+    entry, K = B.entry(cfg, benchmark), B.kind_of(cfg, benchmark)
+    if not K.sampled:
+        raise SystemExit(f"benchmark '{benchmark}' (kind {K.name}) is not sampled: `prift grade --model` scores it")
+    g = B.generation_settings(cfg, benchmark)
+    bb = cfg["backbones"].get(backbone, {}) if backbone else {}
+    kw = {"tensor_parallel_size": g["tensor_parallel_size"]} if "tensor_parallel_size" in g and g.get(
+        "backend") == "vllm" else {}
+    return generate(resolve_weights(cfg, model), read_jsonl(problems), out,
+                    n=g.get("n", 16), temperature=g.get("temperature", 1.0),
+                    top_p=g.get("top_p", 1.0), max_new_tokens=g.get("max_new_tokens", 4096), seed=cfg["seed"],
+                    backend=g.get("backend", "auto"), batch_size=g.get("batch_size", 64), kind=K.name,
+                    fmt=entry.get("format"), chat=entry.get("chat", True), prompt=g.get("prompt", "harness"),
+                    stop=g.get("stop"), stop_token_ids=g.get("stop_token_ids", "auto"),
+                    max_model_len=bb.get("max_model_len"), provenance={"backbone": bb}, log=log, **kw)

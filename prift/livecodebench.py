@@ -66,6 +66,7 @@ LCB_RELEASE_SIZES = {"release_v1": 400, "release_v2": 511, "release_v3": 612, "r
                      "release_v5": 880, "release_v6": 1055}
 LCB_HUB = "livecodebench/code_generation_lite"
 TEST_TIMEOUT_S = 6.0
+LCB_STOP = ("###",)   # LiveCodeBench's runner (`--stop` default)
 
 SYSTEM_MESSAGE = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
                   "generate a correct Python program that matches the specification and passes all tests. You will "
@@ -412,6 +413,3 @@ def grade_lcb_file(samples_path: str | Path, problems: list[dict], out: str | Pa
              "sandbox": sandbox.describe(net_isolation=kwargs.get("net_isolation", True))}
     log(f"LiveCodeBench graded: {stats}")
     return stats
-
-
-LCB_METRICS = {"pass@1": "passed"}

@@ -26,48 +26,48 @@ TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 PLACEHOLDER = "__PRIFT_DATA_FILE__"
 LETTERS = ("A", "B", "C", "D")
 
-MCQ_BENCHMARKS = {
+# The record formats (the `format:` of an mcq benchmark entry, prift.benchmarks): the lm-eval task of each, its YAML,
+# the evaluation file's name and its number of questions.
+MCQ_FORMATS = {
     "medqa": {"task": "prift_medqa", "yaml": "prift_medqa.yaml", "file": "medqa_test.jsonl", "count": 1273},
-    "mmlu_medical": {"task": "prift_mmlu_medical", "yaml": "prift_mmlu_medical.yaml",
-                     "file": "mmlu_medical_test.jsonl", "count": 2739},
+    "mmlu": {"task": "prift_mmlu_medical", "yaml": "prift_mmlu_medical.yaml", "file": "mmlu_medical_test.jsonl",
+             "count": 2739},
     "medmcqa": {"task": "prift_medmcqa", "yaml": "prift_medmcqa.yaml", "file": "medmcqa_test.jsonl", "count": 4183},
 }
-_ALIASES = {"medqa": "medqa", "medqa_4options": "medqa", "mmlu_medical": "mmlu_medical", "mmlu-medical": "mmlu_medical",
-            "mmlu": "mmlu_medical", "medmcqa": "medmcqa"}
 
 
-def mcq_benchmark(name: str) -> str:
-    key = _ALIASES.get(str(name).lower())
-    if key is None:
-        raise ValueError(f"not a medical multiple-choice benchmark: {name!r} (known: {sorted(MCQ_BENCHMARKS)})")
-    return key
+def mcq_format(fmt: str) -> dict:
+    """The task, YAML, file and count of a record format; an unknown one is a ValueError naming the known ones."""
+    if fmt not in MCQ_FORMATS:
+        raise ValueError(f"not a multiple-choice record format: {fmt!r} (known: {', '.join(MCQ_FORMATS)})")
+    return MCQ_FORMATS[fmt]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # the records, independently of lm-eval (used by the tests and by the training-prompt consistency check)
 # ----------------------------------------------------------------------------------------------------------------
 
-def options(record: dict, benchmark: str) -> list[str]:
-    b = mcq_benchmark(benchmark)
-    if b == "medqa":
+def options(record: dict, fmt: str) -> list[str]:
+    mcq_format(fmt)
+    if fmt == "medqa":
         return [record["options"][k] for k in LETTERS]
-    if b == "medmcqa":
+    if fmt == "medmcqa":
         return [record[k] for k in ("opa", "opb", "opc", "opd")]
     return list(record["choices"])
 
 
-def gold_index(record: dict, benchmark: str) -> int:
-    b = mcq_benchmark(benchmark)
-    if b == "medqa":
+def gold_index(record: dict, fmt: str) -> int:
+    mcq_format(fmt)
+    if fmt == "medqa":
         return LETTERS.index(record["answer_idx"])
-    if b == "medmcqa":
+    if fmt == "medmcqa":
         return int(record["cop"])
     return int(record["answer"])
 
 
-def prompt(record: dict, benchmark: str) -> str:
+def prompt(record: dict, fmt: str) -> str:
     from prift.data import mcq_prompt
-    return mcq_prompt(record["question"], dict(zip(LETTERS, options(record, benchmark))))
+    return mcq_prompt(record["question"], dict(zip(LETTERS, options(record, fmt))))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -75,14 +75,14 @@ def prompt(record: dict, benchmark: str) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 def task_dir(data_paths: dict[str, str | Path], out_dir: str | Path | None = None) -> Path:
-    """Render the shipped YAMLs of ``{benchmark: data file}`` into ``out_dir`` (a new temporary directory by
+    """Render the shipped YAMLs of ``{record format: data file}`` into ``out_dir`` (a new temporary directory by
     default) with the absolute data paths filled in; returns the directory (an lm-eval include path)."""
     rendered = {}
-    for name, path in data_paths.items():
-        spec = MCQ_BENCHMARKS[mcq_benchmark(name)]
+    for fmt, path in data_paths.items():
+        spec = mcq_format(fmt)
         path = Path(path).resolve()
         if not path.is_file():
-            raise FileNotFoundError(f"{name}: data file not found: {path}")
+            raise FileNotFoundError(f"{fmt}: data file not found: {path}")
         text = (TASKS_DIR / spec["yaml"]).read_text()
         if PLACEHOLDER not in text:
             raise ValueError(f"{spec['yaml']} has no {PLACEHOLDER} placeholder")
@@ -110,19 +110,19 @@ def _model_spec(backend: str, model_path: str, dtype: str, model_args: dict | No
     return backend, args
 
 
-def evaluate_mcq(model_path: str | None, benchmark: str, data_path: str | Path, *, limit: int | None = None,
+def evaluate_mcq(model_path: str | None, fmt: str, data_path: str | Path, *, limit: int | None = None,
                  batch_size: int | str = 8, backend: str = "hf", dtype: str = "float32", device: str | None = None,
                  model_args: dict | None = None, lm=None, log=print) -> dict:
-    """Score one benchmark with lm-eval. ``backend``: "hf" (transformers) or "vllm" (``model_args`` e.g.
-    ``{"tensor_parallel_size": 1, "gpu_memory_utilization": 0.8, "max_model_len": 2048}``); ``lm``: an
-    ``lm_eval.api.model.LM`` instance instead of a model path. Returns ``{benchmark, task, n, accuracy, records}``
-    with one record per question ``{id, doc_id, gold, pred, correct, logprobs}`` (letters; log-likelihoods of
-    " A".." D"); ``accuracy`` is a fraction and equals lm-eval's own ``acc``."""
+    """Score one benchmark file of record format ``fmt`` (MCQ_FORMATS) with lm-eval. ``backend``: "hf"
+    (transformers) or "vllm" (``model_args`` e.g. ``{"tensor_parallel_size": 1, "gpu_memory_utilization": 0.8,
+    "max_model_len": 2048}``); ``lm``: an ``lm_eval.api.model.LM`` instance instead of a model path. Returns
+    ``{format, task, n, accuracy, records}`` with one record per question ``{id, doc_id, gold, pred, correct,
+    logprobs}`` (letters; log-likelihoods of " A".." D"); ``accuracy`` is a fraction and equals lm-eval's own
+    ``acc``."""
     import lm_eval
-    b = mcq_benchmark(benchmark)
-    spec = MCQ_BENCHMARKS[b]
+    spec = mcq_format(fmt)
     with tempfile.TemporaryDirectory(prefix="prift-lmeval-") as tmp:
-        tm = task_manager(task_dir({b: data_path}, tmp))
+        tm = task_manager(task_dir({fmt: data_path}, tmp))
         if lm is not None:
             model, margs = lm, None
         else:
@@ -146,15 +146,15 @@ def evaluate_mcq(model_path: str | None, benchmark: str, data_path: str | Path, 
     acc = res["results"][spec["task"]]["acc,none"]
     mine = sum(r["correct"] for r in records) / max(len(records), 1)
     if abs(mine - acc) > 1e-9:
-        raise RuntimeError(f"{b}: accuracy from the per-question records ({mine}) differs from lm-eval's ({acc})")
-    log(f"{b}: accuracy {100 * acc:.2f} on {len(records)} questions ({backend if lm is None else type(lm).__name__})")
-    return {"benchmark": b, "task": spec["task"], "n": len(records), "accuracy": acc, "records": records}
+        raise RuntimeError(f"{fmt}: accuracy from the per-question records ({mine}) differs from lm-eval's ({acc})")
+    log(f"{fmt}: accuracy {100 * acc:.2f} on {len(records)} questions ({backend if lm is None else type(lm).__name__})")
+    return {"format": fmt, "task": spec["task"], "n": len(records), "accuracy": acc, "records": records}
 
 
-def grade_mcq(model_path: str, benchmark: str, data_path: str | Path, out: str | Path, **kwargs) -> dict:
+def grade_mcq(model_path: str, fmt: str, data_path: str | Path, out: str | Path, **kwargs) -> dict:
     """:func:`evaluate_mcq` and write its per-question records (jsonl; ``sample`` = 0) for ``prift metrics``."""
     from prift.io import write_jsonl
-    r = evaluate_mcq(model_path, benchmark, data_path, **kwargs)
+    r = evaluate_mcq(model_path, fmt, data_path, **kwargs)
     write_jsonl(out, [rec | {"sample": 0} for rec in r["records"]])
     return {"questions": r["n"], "accuracy": r["accuracy"]}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from prift import codeeval, livecodebench as lcb, sandbox
-from prift.grading import code_solution, code_suite
+from prift.benchmarks import KINDS, verdict_metrics
 
 FACTOR = 20.0
 
@@ -274,7 +274,7 @@ def mbpp_run(mbpp_path, evalplus_cache):
     loop = next(r for r in rows if r["task_id"] == MBPP_LOOP_TASK)
     samples.append({"id": MBPP_LOOP_TASK, "sample": 5, "solution": "while True:\n    pass\n" + loop["canonical_solution"]})
     kinds.append("toplevel_loop")
-    verdicts = codeeval.evaluate_evalplus("mbpp_plus", mbpp_path, samples, gt_time_limit_factor=FACTOR,
+    verdicts = codeeval.evaluate_evalplus("mbpp", mbpp_path, samples, gt_time_limit_factor=FACTOR,
                                           cache_dir=evalplus_cache, parallel=2, log=lambda *_: None)
     return list(zip(kinds, verdicts))
 
@@ -316,7 +316,7 @@ def test_extraction_takes_the_block_defining_the_entry_point():
     # a prefilled chat answer: code, closing fence, prose, then a usage example block
     resp = ("from typing import List\n\n" + SOLUTION_0 + "```\n\nThis compares all pairs.\n\n"
             "```python\nprint(has_close_elements([1.0, 2.0], 0.5))\n```\n")
-    sol = code_solution(resp, {"entry_point": "has_close_elements", "problem": ""}, code_suite("humaneval_plus"))
+    sol = codeeval.extract_solution(resp, "has_close_elements", prompt="")
     assert "def has_close_elements" in sol and "print(" not in sol and "This compares" not in sol
     assert codeeval.extract_code("no fences at all", "f") == "no fences at all"
     assert codeeval.extract_code("x = 1\n```\n\n```python\ndef f():\n    return 2\n```", "f") == \
@@ -345,8 +345,8 @@ def test_grade_evalplus_file_and_metrics(he_path, evalplus_cache, tmp_path, monk
     assert stats | {"sandbox": None} == {"samples": 4, "base": 0.5, "plus": 0.5, "sandbox": None}
     assert "audit-hook" in stats["sandbox"]
     assert "3 at a time" in lines[0]
-    recs = codeeval.verdict_metrics(tmp_path / "grades.jsonl", {"benchmark": "humaneval_plus"},
-                                    codeeval.EVALPLUS_METRICS, n_boot=200)
+    recs = verdict_metrics(tmp_path / "grades.jsonl", {"benchmark": "humaneval_plus"}, KINDS["evalplus"].verdicts,
+                           n_boot=200)
     assert [(r["metric"], r["value"], r["n_problems"]) for r in recs] == [("pass@1", 50.0, 2), ("pass@1:base", 50.0, 2)]
 
 
@@ -421,7 +421,7 @@ def test_lcb_prompt_and_extraction():
     assert lcb.lcb_messages({"problem": "Q?"})[0]["role"] == "system"
     resp = "Plan:\n```python\nprint(1)\n```\nBetter:\n```python\nprint(2)\n```\nDone."
     assert lcb.extract_lcb_code(resp) == "print(2)"
-    assert lcb.extract_lcb_code("print(3)") == "" and code_suite("lcb_v6") == "livecodebench"
+    assert lcb.extract_lcb_code("print(3)") == ""
 
 
 @pytest.mark.parametrize("problem,code,passed,status", [
@@ -515,7 +515,7 @@ def test_grade_lcb_file(tmp_path):
         {"id": "two-sum", "sample": 1, "text": "```python\nclass Solution: pass\n```"}])
     stats = lcb.grade_lcb_file(tmp_path / "s.jsonl", problems, tmp_path / "g.jsonl", parallel=2, log=lambda *_: None)
     assert (stats["samples"], stats["passed"]) == (4, 0.5) and "audit-hook" in stats["sandbox"]
-    recs = codeeval.verdict_metrics(tmp_path / "g.jsonl", {}, lcb.LCB_METRICS, n_boot=100)
+    recs = verdict_metrics(tmp_path / "g.jsonl", {}, KINDS["livecodebench"].verdicts, n_boot=100)
     assert recs[0]["metric"] == "pass@1" and recs[0]["value"] == 50.0
 
 

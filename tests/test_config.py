@@ -98,14 +98,29 @@ def test_per_backbone_methods_and_layouts():
 
 def test_benchmark_kind_keys():
     cfg = _load("config.yaml")
-    del cfg["benchmarks"]["humaneval_plus"]["suite"]
-    with pytest.raises(C.ConfigError, match=r"benchmarks\.humaneval_plus.*'suite' is a required property"):
+    del cfg["benchmarks"]["humaneval_plus"]["format"]
+    with pytest.raises(C.ConfigError, match=r"benchmarks\.humaneval_plus.*'format' is a required property"):
         C.validate(cfg)
     cfg = _load("config.yaml")
-    cfg["benchmarks"]["math500"]["timeout"] = 3
-    cfg["benchmarks"]["medqa"]["generation"] = {"n": 1}
-    with pytest.raises(C.ConfigError, match=r"(?s)math500\.timeout': only read for kind 'code'.*medqa\.generation"):
+    cfg["benchmarks"]["minerva_math"]["format"] = "mbpp"      # a format of another kind
+    cfg["benchmarks"]["lcb_v5"]["kind"] = "code"              # the kinds before issue 17
+    with pytest.raises(C.ConfigError) as e:
         C.validate(cfg)
+    assert "config key 'benchmarks.minerva_math.format': 'mbpp' is not one of ['math500'" in str(e.value)
+    assert "config key 'benchmarks.lcb_v5.kind': 'code' is not one of ['math', 'evalplus', 'livecodebench', " \
+           "'mcq']" in str(e.value)
+    cfg = _load("config.yaml")
+    cfg["benchmarks"]["math500"]["timeout"] = 3
+    cfg["benchmarks"]["lcb_v6"]["format"] = "humaneval"
+    cfg["benchmarks"]["medqa"]["generation"] = {"n": 1}
+    with pytest.raises(C.ConfigError) as e:
+        C.validate(cfg)
+    lines = str(e.value).splitlines()[1:]
+    assert [x.strip() for x in lines] == [
+        "config key 'benchmarks.math500.timeout': only read for kind 'livecodebench', not 'math'",
+        "config key 'benchmarks.lcb_v6.format': only read for kind 'math' or 'evalplus' or 'mcq', not "
+        "'livecodebench'",
+        "config key 'benchmarks.medqa.generation': kind 'mcq' samples nothing (lm-eval scores the option letters)"]
 
 
 def _dry_run(*args):

@@ -11,6 +11,7 @@ import yaml
 from prift import data as D
 from prift.backbone import load_tokenizer
 from prift.cli import main
+from prift.io import write_jsonl
 from tests.conftest import REPO
 
 
@@ -27,24 +28,26 @@ def test_demo_is_deterministic_and_in_real_formats():
 
 @pytest.mark.parametrize("bench", list(D.DEMO_BENCHMARKS))
 def test_demo_gold_answers_grade_their_own_solutions(bench):
+    from prift.benchmarks.math import problem
     from prift.grading import math_correct
     for i, r in enumerate(D.demo_math(bench, 10)):
-        p = D.benchmark_problem(r, bench, i)
+        p = problem(r, D.DEMO_BENCHMARKS[bench][1], i)
         sol = r.get("solution") or f"The final answer is $\\boxed{{{int(r['answer'])}}}$."
         sol = sol[0] if isinstance(sol, list) else sol
         assert math_correct(sol, p["gold"]), (bench, sol, p["gold"])
 
 
 def test_real_benchmark_loaders(eval_data):
+    from prift.benchmarks.math import problem
     sizes = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "amc23": 40}
     for bench, n in sizes.items():
         recs = D.load_records({"path": str(eval_data / "math" / bench / "test.jsonl")})
-        probs = [D.benchmark_problem(r, bench, i) for i, r in enumerate(recs)]
+        probs = [problem(r, bench, i) for i, r in enumerate(recs)]
         assert len(probs) == n and len({p["id"] for p in probs}) == n, bench
         assert all(p["problem"] and p["gold"] for p in probs), bench
-    amc = D.benchmark_problem(D.read_jsonl(eval_data / "math/amc23/test.jsonl")[0], "amc23", 0)
+    amc = problem(D.read_jsonl(eval_data / "math/amc23/test.jsonl")[0], "amc23", 0)
     assert amc["gold"] == "27"
-    aime = [D.benchmark_problem(r, "aime24", i) for i, r in enumerate(D.read_jsonl(eval_data / "math/aime24/test.jsonl"))]
+    aime = [problem(r, "aime24", i) for i, r in enumerate(D.read_jsonl(eval_data / "math/aime24/test.jsonl"))]
     assert any(p["gold"].startswith("0") for p in aime)  # leading zeros kept, graded numerically
 
 
@@ -99,7 +102,7 @@ def test_heldout_comes_after_the_training_subset(tmp_path):
     """The drift probes' held-out examples: with a `limit`, the records right after the training subset, which stays
     exactly what it is with probes off; without one, the last examples (carved out); errors name the problem."""
     path = tmp_path / "train.jsonl"
-    D.write_jsonl(path, [{"problem": f"p{i}", "solution": f"s{i}", "id": i} for i in range(20)])
+    write_jsonl(path, [{"problem": f"p{i}", "solution": f"s{i}", "id": i} for i in range(20)])
     spec = {"path": str(path), "limit": 12}
     off = D.prepare_train(spec, "math", "plain", exclude_problems={"p3"})
     train, held = D.prepare_train_heldout(spec, "math", "plain", exclude_problems={"p3", "p13"}, heldout=4)
@@ -194,8 +197,8 @@ def test_training_record_without_its_fields_names_the_file_and_the_line(tmp_path
                                           r"solution; the record has 'problem', 'answer'\)"):
         D.prepare_train({"path": str(path)}, "math", "plain")
     chat = tmp_path / "chat.jsonl"
-    D.write_jsonl(chat, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
-                         {"messages": [{"role": "user", "content": "q"}]}])
+    write_jsonl(chat, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+                       {"messages": [{"role": "user", "content": "q"}]}])
     with pytest.raises(D.DataError, match=r"chat\.jsonl:2: 'messages' must end with an assistant turn"):
         D.prepare_train({"path": str(chat)}, "messages", "plain")
     with pytest.raises(D.DataError, match=r"generator demo_math \[train\] record 0: no 'question'"):
@@ -221,7 +224,7 @@ def test_prepared_example_without_response_names_the_file_and_the_line(tmp_path,
     """`prift score` / `prift sft` read the prepared training set: a row without `response` is one error naming the
     file and the line, before any model is loaded (not a KeyError inside tokenisation)."""
     data = tmp_path / "math.jsonl"
-    D.write_jsonl(data, [{"id": "0", "prompt": "p", "response": "r"}, {"id": "1", "prompt": "p"}])
+    write_jsonl(data, [{"id": "0", "prompt": "p", "response": "r"}, {"id": "1", "prompt": "p"}])
     cfg = _cli_config(tmp_path)
     with caplog.at_level(logging.ERROR, logger="prift"):
         rc = main(["score", "--config", cfg, "--domain", "math", "--reference", "tiny", "--data", str(data),
@@ -235,10 +238,10 @@ def test_benchmark_record_without_gold_is_refused_at_prepare(tmp_path, caplog):
     """A record with an empty answer (and no \\boxed{} in its solution) would grade every non-answer as correct:
     `prift prepare --benchmark` refuses it, naming the file and the line."""
     bench = tmp_path / "math500.jsonl"
-    D.write_jsonl(bench, [{"problem": "1+1?", "answer": "2", "unique_id": "a"},
-                          {"problem": "2+2?", "answer": "", "solution": "It is four.", "unique_id": "b"}])
+    write_jsonl(bench, [{"problem": "1+1?", "answer": "2", "unique_id": "a"},
+                        {"problem": "2+2?", "answer": "", "solution": "It is four.", "unique_id": "b"}])
     olymp = tmp_path / "olympiad.jsonl"
-    D.write_jsonl(olymp, [{"id": 7, "question": "x?", "final_answer": [""]}])
+    write_jsonl(olymp, [{"id": 7, "question": "x?", "final_answer": [""]}])
     cfg = _cli_config(tmp_path, **{"benchmarks.math500.data": {"path": str(bench)},
                                    "benchmarks.olympiadbench.data": {"path": str(olymp)}})
     out = tmp_path / "problems.jsonl"

@@ -24,10 +24,10 @@ def wiring(tmp_path, eval_data, tiny_backbone, monkeypatch):
         "domains": {"code": {"train": toy, "format": "math", "benchmarks": ["humaneval_plus"]},
                     "medical": {"train": toy, "format": "math", "benchmarks": ["medqa"]}},
         "benchmarks": {
-            "humaneval_plus": {"label": "HumanEval+", "kind": "code", "suite": "evalplus",
+            "humaneval_plus": {"label": "HumanEval+", "kind": "evalplus", "format": "humaneval",
                                "data": {"path": str(he), "limit": 3},
                                "generation": {"n": 1, "temperature": 0.0, "max_new_tokens": 12}},
-            "medqa": {"label": "MedQA", "kind": "mcq", "data": {"path": str(medqa), "limit": 5}}},
+            "medqa": {"label": "MedQA", "kind": "mcq", "format": "medqa", "data": {"path": str(medqa), "limit": 5}}},
         "methods": {"sft": {"label": "SFT", "rule": "sft", "source": "online"}},
         "training": {"code": {}, "medical": {}},
         "generation": {"backend": "transformers", "n": 16, "temperature": 1.0, "max_new_tokens": 64},
@@ -89,13 +89,14 @@ def test_code_generation_is_greedy_with_the_evalplus_prompt(wiring):
     assert all(r["completion_tokens"] <= 12 and isinstance(r["chat"], bool) for r in rows)
     assert [r["text"] for r in outs[1]] == [r["text"] for r in rows]   # greedy: the same text again
     from prift.backbone import load_tokenizer
+    from prift.benchmarks import KINDS
     from prift.codeeval import evalplus_prompt, is_chat
-    from prift.generate import render_prompts
     tok = load_tokenizer(wiring["model"])
     problems = read_jsonl(tmp / "problems.jsonl")
     assert rows[0]["chat"] == is_chat(tok)
-    assert render_prompts(tok, problems[:1], "evalplus") == [evalplus_prompt(tok, problems[0])]
-    assert render_prompts(tok, problems[:1], "evalplus", chat=False) == [problems[0]["problem"].strip() + "\n"]
+    evalplus = KINDS["evalplus"]
+    assert evalplus.prompts(tok, problems[:1]) == [evalplus_prompt(tok, problems[0])]
+    assert evalplus.prompts(tok, problems[:1], chat=False) == [problems[0]["problem"].strip() + "\n"]
 
 
 def test_mcq_grade_and_metrics(wiring):

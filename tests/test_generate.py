@@ -128,16 +128,17 @@ def test_sampling_stops_where_the_harness_stops(base_like, tmp_path):
 
 def test_stop_rules_of_each_harness(tiny_backbone):
     from prift.backbone import load_tokenizer
-    from prift.generate import HARNESS_STOP, stop_rules
+    from prift.benchmarks import KINDS
+    from prift.benchmarks.math import HARNESS_STOP
     tok = load_tokenizer(str(tiny_backbone))
-    strings, ids = stop_rules(tok, "math")
+    strings, ids = KINDS["math"].stops(tok)
     assert strings == list(HARNESS_STOP) == ["</s>", "<|im_end|>", "<|endoftext|>"]
     assert ids == sorted(tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"]))   # </s> is not a token here
     from evalplus.provider.utility import EOS
-    chat, _ = stop_rules(tok, "evalplus", chat=True)
+    chat, _ = KINDS["evalplus"].stops(tok, chat=True)
     assert chat == EOS + ["\n```\n"]
-    assert stop_rules(tok, "evalplus", chat=False, dataset="mbpp")[0] == EOS + ['\n"""', "\nassert"]
-    assert stop_rules(tok, "livecodebench") == (["###"], [])
+    assert KINDS["evalplus"].stops(tok, chat=False, fmt="mbpp")[0] == EOS + ['\n"""', "\nassert"]
+    assert KINDS["livecodebench"].stops(tok) == (["###"], [])
 
 
 def test_finish_counts_tokens_as_vllm_does(tiny_backbone):
@@ -161,7 +162,7 @@ def test_harness_prompt_is_one_string_for_every_backbone(tiny_backbone, tmp_path
     one), byte for byte; `template` keeps the backbone's own."""
     import shutil
     from prift.backbone import load_tokenizer
-    from prift.generate import render_prompts
+    from prift.benchmarks import KINDS
     other = tmp_path / "llama-chat"
     shutil.copytree(tiny_backbone, other)
     (other / "chat_template.jinja").write_text(
@@ -172,8 +173,8 @@ def test_harness_prompt_is_one_string_for_every_backbone(tiny_backbone, tmp_path
     want = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is $1+1$?\n"
             "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
             "<|im_start|>assistant\n")
-    assert render_prompts(tok, [q], "math") == [want]
-    assert render_prompts(tok, [q], "math", prompt="template") == [
+    assert KINDS["math"].prompts(tok, [q]) == [want]
+    assert KINDS["math"].prompts(tok, [q], prompt="template") == [
         "[SYSTEM] You are a helpful assistant.\n[USER] What is $1+1$?\nPlease reason step by step, and put your "
         "final answer within \\boxed{}.\n[ASSISTANT] "]
 

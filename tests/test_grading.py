@@ -108,7 +108,7 @@ def test_constructed_boxed_response_self_grading(bench, capsys):
 
 def test_gold_answer_fields():
     assert gold_answer({"answer": "\\frac{1}{2}", "solution": "\\boxed{0.5}"}, "math500") == "\\frac{1}{2}"
-    assert gold_answer({"solution": "so \\boxed{3} and \\boxed{4}."}, "math_oai") == "4"
+    assert gold_answer({"solution": "so \\boxed{3} and \\boxed{4}."}, "math500") == "4"
     assert gold_answer({"solution": "$\\boxed{1.6} \\mathrm{~cm}$"}, "minerva_math") == "1.6"
     assert gold_answer({"final_answer": ["$\\frac{4}{9}$"]}, "olympiadbench") == "\\frac{4}{9}"
     assert gold_answer({"final_answer": ["$f(x)=-1$,$f(x)=x+1$"]}, "olympiadbench") == "f(x)=-1,f(x)=x+1"

@@ -17,10 +17,11 @@ FLOORS = {
     2: {"methods", "recipes", "tables.specs"},
     3: {"config", "paths", "preflight", "data", "resources"},
     4: {"grading", "sandbox", "evalplus_judge"},
-    5: {"runs", "backbone", "analysis"},
-    6: {"scoring", "sft", "rl", "generate", "evaluation", "figures", "tables", "costs", "fetch", "codeeval",
-        "livecodebench", "mcq", "summary", "frontpage"},
-    7: {"cli"},
+    5: {"benchmarks", "codeeval", "livecodebench", "mcq"},   # the kinds and their harnesses (evalplus, LCB, lm-eval)
+    6: {"runs", "backbone", "analysis"},
+    7: {"scoring", "sft", "rl", "generate", "figures", "tables", "costs", "fetch", "summary",
+        "frontpage"},
+    8: {"cli"},
 }
 FLOOR = {m: f for f, ms in FLOORS.items() for m in ms}
 
@@ -54,8 +55,8 @@ def test_every_module_has_a_floor():
     assert names <= set(FLOOR), sorted(names - set(FLOOR))
 
 
-# moving to a benchmark-kinds module (issue 17, item 4): the gold answer of a math record, the code-suite dispatch
-KNOWN = {("data", "grading"), ("grading", "codeeval"), ("grading", "livecodebench")}
+# upward imports tolerated for now, each with the reason it has not moved yet (none left)
+KNOWN: set[tuple[str, str]] = set()
 
 
 def test_nothing_imports_upward():

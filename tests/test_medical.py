@@ -13,12 +13,12 @@ import pytest
 from prift import mcq
 from prift.grading import mcq_prediction
 
-COUNTS = {"medqa": 1273, "mmlu_medical": 2739, "medmcqa": 4183}
+COUNTS = {"medqa": 1273, "mmlu": 2739, "medmcqa": 4183}   # record formats (prift.mcq.MCQ_FORMATS)
 
 
 @pytest.fixture(scope="session")
 def med_files(eval_data) -> dict[str, Path]:
-    return {b: eval_data / "medical" / mcq.MCQ_BENCHMARKS[b]["file"] for b in COUNTS}
+    return {b: eval_data / "medical" / mcq.MCQ_FORMATS[b]["file"] for b in COUNTS}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -28,13 +28,13 @@ def _rows(path: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def tasks(med_files, tmp_path_factory):
     include = mcq.task_dir(med_files, tmp_path_factory.mktemp("tasks"))
-    names = [mcq.MCQ_BENCHMARKS[b]["task"] for b in COUNTS]
+    names = [mcq.MCQ_FORMATS[b]["task"] for b in COUNTS]
     loaded = mcq.task_manager(include).load(names)
-    return {b: loaded["tasks"][mcq.MCQ_BENCHMARKS[b]["task"]] for b in COUNTS}
+    return {b: loaded["tasks"][mcq.MCQ_FORMATS[b]["task"]] for b in COUNTS}
 
 
 def test_yamls_ship_with_the_package():
-    for spec in mcq.MCQ_BENCHMARKS.values():
+    for spec in mcq.MCQ_FORMATS.values():
         text = (mcq.TASKS_DIR / spec["yaml"]).read_text()
         assert mcq.PLACEHOLDER in text and "output_type: multiple_choice" in text
         assert 'doc_to_choice: ["A", "B", "C", "D"]' in text and 'target_delimiter: " "' in text
@@ -135,8 +135,8 @@ def test_hf_backend_end_to_end_on_tiny_model(tiny_backbone, med_files, tmp_path)
         assert rec["pred"] == mcq_prediction(mine) and rec["correct"] == (rec["pred"] == rec["gold"])
         assert rec["gold"] == rows[rec["doc_id"]]["answer_idx"]
     assert stats["accuracy"] == pytest.approx(sum(r["correct"] for r in recs) / n)
-    from prift.evaluation import verdict_metrics, verdicts_of
-    (m,) = verdict_metrics(out, {"benchmark": "medqa"}, verdicts_of({"kind": "mcq"}), n_boot=200)
+    from prift.benchmarks import KINDS
+    (m,) = KINDS["mcq"].metrics(out, {"benchmark": "medqa"}, k=1, n_boot=200)
     assert m["metric"] == "acc" and math.isclose(m["value"], 100 * stats["accuracy"]) and m["n_problems"] == n
 
 

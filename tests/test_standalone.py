@@ -131,8 +131,9 @@ for name, bench in cfg["benchmarks"].items():
     if "hub" in bench["data"] or "@" in name:   # @: a figure's sweep of a benchmark
         continue
     if bench["kind"] == "mcq":   # no prepare step: grade_mcq hands the file to lm-eval's task, loaded here the same way
-        task = mcq.MCQ_BENCHMARKS[name]["task"]
-        tasks = mcq.task_manager(mcq.task_dir({name: bench["data"]["path"]}, f"tasks-{name}")).load([task])["tasks"]
+        task = mcq.MCQ_FORMATS[bench["format"]]["task"]
+        tasks = mcq.task_manager(mcq.task_dir({bench["format"]: bench["data"]["path"]},
+                                              f"tasks-{name}")).load([task])["tasks"]
         counts[name] = len(list(tasks[task].test_docs()))
         continue
     out = Path("prepared") / f"{name}.jsonl"

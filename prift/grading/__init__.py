@@ -6,21 +6,22 @@ from -- extract the final answer of a chain-of-thought response (:func:`extract_
 numbers with relative tolerance 1e-4, tuples / intervals / sets / matrices element-wise, equations, sympy; every
 comparison bounded by a timeout, exceeding it = not equal).  The implementation is original; only the behaviour is
 modelled on the harness.  :func:`math_correct` is that verdict, :func:`math_verify_correct` a second opinion from
-the ``math-verify`` library, :func:`gold_answer` the gold answer of a benchmark record as the harness takes it.
+the ``math-verify`` library, :func:`gold_answer` the gold answer of a benchmark record (by its record format) as the
+harness takes it.
 
 Security: model outputs are untrusted.  LaTeX is parsed with the ANTLR-based ``latex2sympy2_extended`` (no
 ``eval``); sympy's ``parse_expr`` (which does ``eval``) only sees strings made of numbers, operators, brackets,
 single-letter names and whitelisted function names.
 
-Modules: ``answers`` (extraction, normalisation), ``gold`` (benchmarks, gold answers), ``brackets`` (brace
-helpers), ``symbolic`` (numeric / sympy equality), ``equal`` (verdicts), ``timeouts`` (time limits, worker
-processes), ``code`` (code-benchmark dispatch), ``mcq`` (multiple-choice prediction).
+Modules: ``answers`` (extraction, normalisation), ``gold`` (gold answers, one reader per record format),
+``brackets`` (brace helpers), ``symbolic`` (numeric / sympy equality), ``equal`` (verdicts), ``timeouts`` (time
+limits, worker processes), ``mcq`` (multiple-choice prediction). The benchmarks themselves (which records, prompts,
+code harnesses) are prift.benchmarks'.
 """
 
 from prift.grading.answers import extract_answer, normalize_answer
-from prift.grading.code import CODE_SUITES, code_prompt, code_solution, code_suite
 from prift.grading.equal import grade_math, math_correct, math_equal, math_verify_correct
-from prift.grading.gold import MATH_BENCHMARKS, gold_answer
+from prift.grading.gold import GOLD_FORMATS, gold_answer
 from prift.grading.mcq import mcq_prediction
 from prift.grading.symbolic import REL_TOL
 
@@ -32,11 +33,7 @@ __all__ = [
     "math_verify_correct",
     "gold_answer",
     "grade_math",
-    "MATH_BENCHMARKS",
+    "GOLD_FORMATS",
     "REL_TOL",
-    "CODE_SUITES",
-    "code_suite",
-    "code_prompt",
-    "code_solution",
     "mcq_prediction",
 ]

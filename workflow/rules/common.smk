@@ -146,7 +146,8 @@ def table_grades(table):
 
 def benchmarks_of_kind(*kinds):
     """A wildcard regex matching exactly the benchmarks of these kinds (none: a regex that matches nothing), so that
-    sampled benchmarks (math, code) and directly scored ones (mcq) reach their grades through different rules."""
+    sampled benchmarks (math, evalplus, livecodebench) and directly scored ones (mcq) reach their grades through
+    different rules."""
     names = [re.escape(b) for b, spec in config["benchmarks"].items() if spec["kind"] in kinds]
     return "(?:" + "|".join(names) + ")" if names else "(?!)"
 

@@ -1,6 +1,6 @@
 # Evaluation of one (domain, backbone, method) run on one benchmark.
-#   math, code:  prepare_benchmark → generate (samples) → grade → metrics
-#   mcq:         grade_mcq (lm-eval scores the model's option letters; no samples) → metrics
+#   math, evalplus, livecodebench:  prepare_benchmark → generate (samples) → grade → metrics
+#   mcq:                            grade_mcq (lm-eval scores the model's option letters; no samples) → metrics
 # The benchmark wildcard of each path is restricted to the benchmarks of the kinds its rule handles.
 
 
@@ -12,7 +12,7 @@ rule generate:
     output:
         f"{RESULTS}/samples/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.jsonl",
     wildcard_constraints:
-        benchmark=benchmarks_of_kind("math", "code"),
+        benchmark=benchmarks_of_kind("math", "evalplus", "livecodebench"),
     params:
         sig=lambda w: section_sig("generation") + bench_sig(w.benchmark, "generation") + backbone_sig(w.backbone),
         model=model_arg,
@@ -34,9 +34,9 @@ rule grade:
     output:
         f"{RESULTS}/grades/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.jsonl",
     wildcard_constraints:
-        benchmark=benchmarks_of_kind("math", "code"),
+        benchmark=benchmarks_of_kind("math", "evalplus", "livecodebench"),
     params:
-        sig=lambda w: bench_sig(w.benchmark, "suite", "version", "chat", "timeout"),
+        sig=lambda w: bench_sig(w.benchmark, "kind", "format", "version", "chat", "timeout"),
     resources:
         **stage_resources("grade"),
     log:
