@@ -42,7 +42,7 @@ from trl import SFTTrainer
 from prift import weighting as W
 from prift.methods import Method
 from prift.recipes import Recipe, grad_accum_steps
-from prift import runs
+from prift import packing, runs
 from prift.runs import last_checkpoint
 
 # Online statistics that come out of the chunked log-prob kernel itself (no extra pass over the vocabulary).
@@ -429,6 +429,10 @@ class WeightedSFTTrainer(SFTTrainer):
     def __init__(self, *args, method: Method, ref_model=None, fused_head: bool | str = "auto",
                  loss_norm: str = "micro_batch", **kwargs):
         model = kwargs.get("model")
+        if getattr(kwargs.get("data_collator"), "packed", False):
+            # packed rows: each sequence attends to itself at the cost of its own length (prift.packing)
+            for m in (model, ref_model):
+                packing.use_varlen_sdpa(m)
         # The EMA copy is taken before SFTTrainer patches the model's forward (a deepcopy of the patched forward
         # would still call the online model's original forward).
         ema = copy.deepcopy(model).eval().requires_grad_(False) if method.source == "ema" else None

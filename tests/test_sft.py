@@ -342,7 +342,10 @@ def test_packed_micro_batch_gives_the_padded_loss_and_gradients(tiny_backbone, e
                                                                 fused):
     """A packed micro-batch (one row, position ids restarting per example, attention within each example) gives the
     loss and the gradients of the same examples right-padded, for every method and both loss paths, in float64;
-    the token count (each normalisation's denominator) is the same."""
+    the token count (each normalisation's denominator) is the same. The fused path attends through prift.packing's
+    per-sequence sdpa (what the trainer switches an sdpa model to for packed batches), the logits path through
+    transformers' block-diagonal mask."""
+    from prift import packing
     from prift.sft import add_prift_head
     _, cache = batch_and_cache
     tok = load_tokenizer(str(tiny_backbone))
@@ -358,6 +361,8 @@ def test_packed_micro_batch_gives_the_padded_loss_and_gradients(tiny_backbone, e
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     add_prift_head(model)
+    if fused:
+        assert packing.use_varlen_sdpa(model) and packing.use_varlen_sdpa(ref_model)
     method = Method.from_config(name, spec)
     out = {}
     for kind, batch in (("padded", padded), ("packed", packed)):
