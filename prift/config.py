@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from prift.paths import Layout
+
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 ORIGINAL = "original"
 RL_SUFFIX = "+rl"     # method `<init>+rl`: DAPO from the SFT checkpoint of method <init> (config `rl:`; Table 5)
@@ -447,16 +449,14 @@ def check_figures(cfg: dict) -> list[str]:
 
 def figure_inputs(cfg: dict, fig: str) -> list[str]:
     """The files a figure of `figures:` is drawn from: metrics (sweeps), grades (pass@k), SFT run dirs (probes)."""
-    f, r = cfg["figures"][fig], results(cfg)
+    f, L = cfg["figures"][fig], layout(cfg)
     d, b = f["domain"], f["backbone"]
     if fig in SWEEP_FIGURES:
         methods = [p["method"] for p in sweep_points(cfg, fig)] + ([f["baseline"]] if f.get("baseline") else [])
-        return [str(r / "metrics" / d / b / m / f"{bench}.json") for m in dict.fromkeys(methods)
-                for bench in f["benchmarks"]]
+        return [L.metrics(d, b, m, bench) for m in dict.fromkeys(methods) for bench in f["benchmarks"]]
     if fig in CURVE_FIGURES:
-        return [str(r / "grades" / d / b / m / f"{key}.jsonl") for m in f["methods"]
-                for key, _ in curve_benchmarks(cfg, fig).values()]
-    return [str(r / "sft" / d / b / m / "final") for m in f["methods"]]
+        return [L.grades(d, b, m, key) for m in f["methods"] for key, _ in curve_benchmarks(cfg, fig).values()]
+    return [L.sft_final(d, b, m) for m in f["methods"]]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -551,12 +551,17 @@ def results(cfg: dict) -> Path:
     return Path(cfg.get("results", "results"))
 
 
+def layout(cfg: dict) -> Layout:
+    """The paths of the config's results tree (prift.paths)."""
+    return Layout(results(cfg))
+
+
 def backbone_path(cfg: dict, backbone: str) -> str:
     """Where the weights of a backbone are: DAG-built dir, a fine-tuned run's dir (`run`: Fig. 1c's partly fine-tuned
     references), local path override, or hub id."""
     b = cfg["backbones"][backbone]
     if b.get("build"):
-        return str(results(cfg) / "backbones" / backbone)
+        return layout(cfg).backbone(backbone)
     if b.get("run"):
         return model_dir(cfg, b["run"]["domain"], b["run"]["backbone"], b["run"]["method"])
     return b.get("path") or b["hub"]
@@ -578,8 +583,9 @@ def resolve_weights(cfg: dict, path_or_id: str) -> str:
 
 
 def model_dir(cfg: dict, domain: str, backbone: str, method: str) -> str:
+    """The weights of a run: the backbone's (`original`), the RL run's (`<init>+rl`) or the SFT run's final model."""
     if method == ORIGINAL:
         return backbone_path(cfg, backbone)
     if rl_init(method) is not None:
-        return str(results(cfg) / "rl" / domain / backbone / rl_init(method) / "final")
-    return str(results(cfg) / "sft" / domain / backbone / method / "final")
+        return layout(cfg).rl_final(domain, backbone, rl_init(method))
+    return layout(cfg).sft_final(domain, backbone, method)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import subprocess
 import sys
 
@@ -10,7 +9,9 @@ import pytest
 import yaml
 
 from prift import config as C
+from prift.paths import Layout
 from tests.conftest import REPO
+from tests.dag import planned
 
 
 def _load(name):
@@ -109,54 +110,45 @@ def test_benchmark_kind_keys():
 
 
 def _dry_run(*args):
+    """A dry run: its exit code and prift's one-line problems (config errors are printed before any DAG is built, and
+    that text is the interface people read; the jobs of a DAG are read from tests/dag.py's summary instead)."""
     return subprocess.run([sys.executable, "-m", "snakemake", *args, "-n", "--cores", "1"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 
+PAPER = REPO / "config" / "config.yaml"
+L = Layout("results")   # the paper config's results root, relative to the repository
+
+
 def test_full_config_dry_run_lists_table3_jobs():
-    p = _dry_run("results/tables/table3.csv", "--configfile", "config/config.yaml")
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
-    sft = set(re.findall(r"output: results/sft/math/([^/]+)/([^/]+)/final", out))
+    jobs = planned(PAPER, L.table("table3", "csv"))
     methods = {"sft", "dft", "eaft", "idft", "talr", "asft", "prift-prob", "prift-mass"}
-    assert sft == {(b, m) for b in ("qwen2.5-math-7b", "qwen3-8b-base") for m in methods}
-    gen = set(re.findall(r"output: results/samples/math/([^/]+)/([^/]+)/([^/]+)\.jsonl", out))
+    backbones = ("qwen2.5-math-7b", "qwen3-8b-base")
     benches = {"math500", "minerva_math", "olympiadbench", "aime24", "amc23"}
-    assert gen == {(b, m, x) for b in ("qwen2.5-math-7b", "qwen3-8b-base") for m in methods | {"original"}
-                   for x in benches}
-    scores = set(re.findall(r"output: results/scores/([^/]+)/([^/]+)/math\.safetensors", out))
-    assert scores == {("qwen2.5-math-7b",) * 2, ("qwen3-8b-base",) * 2}  # one reference pass per backbone
-
-
-def _outputs(out: str, rule: str) -> set[str]:
-    """Output paths of the jobs of one rule in a dry run's listing."""
-    found = set()
-    for block in re.split(r"\n(?=\[)", out):
-        if re.search(rf"rule {rule}:", block):
-            found.update(re.search(r"\n    output: ([^\n]+)", block).group(1).split(", "))
-    return found
+    assert jobs["sft"] == {L.sft_final("math", b, m) for b in backbones for m in methods}
+    assert jobs["generate"] == {L.samples("math", b, m, x) for b in backbones for m in methods | {"original"}
+                                for x in benches}
+    assert jobs["score"] == {L.scores(b, b, "math") for b in backbones}  # one reference pass per backbone
 
 
 def test_full_config_dry_run_lists_code_medical_and_appendix_jobs():
     """Tables 2, 4, 9, 10, 11: every cell has its evaluation job; sampled benchmarks go through generate + grade,
     multiple choice through grade_mcq (no samples), every one through metrics."""
     tables = ("table2", "table4", "table9", "table10", "table11")
-    p = _dry_run(*(f"results/tables/{t}.csv" for t in tables), "--configfile", "config/config.yaml")
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
+    jobs = planned(PAPER, *(L.table(t, "csv") for t in tables))
     cfg = C.validate(_load("config.yaml"))
-    gen, grade, mcq, metrics = (_outputs(out, r) for r in ("generate", "grade", "grade_mcq", "metrics"))
+    gen, grade, mcq, metrics = (jobs.get(r, set()) for r in ("generate", "grade", "grade_mcq", "metrics"))
     want = {"generate": set(), "grade": set(), "grade_mcq": set(), "metrics": set()}
     for t in tables:
         spec = cfg["tables"][t]
         for b, m, bench in C.table_cells(spec):
-            run = f"{spec['domain']}/{b}/{m}/{bench}"
-            want["metrics"].add(f"results/metrics/{run}.json")
+            run = (spec["domain"], b, m, bench)
+            want["metrics"].add(L.metrics(*run))
             if cfg["benchmarks"][bench]["kind"] == "mcq":
-                want["grade_mcq"].add(f"results/grades/{run}.jsonl")
+                want["grade_mcq"].add(L.grades(*run))
             else:
-                want["generate"].add(f"results/samples/{run}.jsonl")
-                want["grade"].add(f"results/grades/{run}.jsonl")
+                want["generate"].add(L.samples(*run))
+                want["grade"].add(L.grades(*run))
     assert (gen, grade, mcq, metrics) == (want["generate"], want["grade"], want["grade_mcq"], want["metrics"])
     # Table 4: 9 methods × 4 code benchmarks; Table 9: 9 × 3 medical; Table 10: (9 + 3 × 5) runs × 5 math benchmarks
     assert sum("/qwen3-4b-instruct/" in x for x in gen) == 36 and sum("/qwen2.5-coder-3b/" in x for x in gen) == 36
@@ -164,7 +156,7 @@ def test_full_config_dry_run_lists_code_medical_and_appendix_jobs():
     assert sum(x.startswith("results/grades/medical-lowdata/") for x in mcq) == 36
     assert sum(x.startswith("results/samples/math/") for x in gen) == 120
     assert not any("/medqa" in x or "/medmcqa" in x or "/mmlu_medical" in x for x in gen | grade)
-    sft = _outputs(out, "sft")
+    sft = jobs["sft"]
     assert {x.split("/")[2] for x in sft} == {"code", "medical", "medical-lowdata", "math"}
     assert len(sft) == 8 + 8 + 8 + 11 + (8 + 3 * 4)
 
@@ -222,17 +214,15 @@ def test_full_config_dry_run_lists_tables_7_and_8_jobs():
     """Table 7 (KD from Qwen2.5-Math-7B, five β) and Table 8 (cross-model statistics): their SFT runs, one reference
     pass per (reference, student) - the 7B teacher scores the 1.5B student's tokenisation, Qwen2.5-Math-1.5B scores
     Qwen2.5-1.5B's, a file apart from its own - and the evaluation of every cell."""
-    p = _dry_run("results/tables/table7.csv", "results/tables/table8.csv", "--configfile", "config/config.yaml")
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
+    jobs = planned(PAPER, L.table("table7", "csv"), L.table("table8", "csv"))
     kd = [f"kd-beta{b}" for b in ("0.00", "0.25", "0.50", "0.75", "1.00")]
-    assert _outputs(out, "sft") == (
-        {f"results/sft/math/qwen2.5-math-1.5b/{m}/final" for m in kd + ["prift-prob", "prift-prob-ref-qwen2.5-math-7b"]}
-        | {f"results/sft/math/qwen2.5-1.5b/{m}/final" for m in ("prift-prob", "prift-prob-ref-qwen2.5-math-1.5b")})
-    assert _outputs(out, "score") == {f"results/scores/{r}/{s}/math.safetensors" for r, s in (
+    assert jobs["sft"] == (
+        {L.sft_final("math", "qwen2.5-math-1.5b", m) for m in kd + ["prift-prob", "prift-prob-ref-qwen2.5-math-7b"]}
+        | {L.sft_final("math", "qwen2.5-1.5b", m) for m in ("prift-prob", "prift-prob-ref-qwen2.5-math-1.5b")})
+    assert jobs["score"] == {L.scores(r, s, "math") for r, s in (
         ("qwen2.5-math-1.5b", "qwen2.5-math-1.5b"), ("qwen2.5-math-7b", "qwen2.5-math-1.5b"),
         ("qwen2.5-1.5b", "qwen2.5-1.5b"), ("qwen2.5-math-1.5b", "qwen2.5-1.5b"))}
-    assert len(_outputs(out, "generate")) == len(_outputs(out, "metrics")) == (7 + 2) * 5
+    assert len(jobs["generate"]) == len(jobs["metrics"]) == (7 + 2) * 5
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -412,3 +402,4 @@ def test_paper_config_holds_the_protocol_values():
             r["on_exhausted"], r["importance_sampling_correction"]) == (0.2, 0.28, 0.01, 1e-6, 128, 32, "error", False)
     assert {b: v["rollouts_per_prompt"] for b, v in cfg["rl"]["backbones"].items()} == {
         "qwen2.5-math-1.5b": 32, "qwen3-8b-base": 16}
+

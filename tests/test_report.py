@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,8 @@ import yaml
 
 from prift import costs
 from prift.cli import main as cli_main
+from prift.io import write_json, write_jsonl
+from prift.paths import Layout
 from tests.conftest import REPO
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -112,6 +115,7 @@ def snakemake(cfg_path, *args):
 @pytest.mark.slow
 def test_report_holds_tables_side_by_side_costs_and_config(tmp_path):
     results = tmp_path / "results"
+    L = Layout(results)
     cfg = report_config(results)
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -120,13 +124,15 @@ def test_report_holds_tables_side_by_side_costs_and_config(tmp_path):
             recs = [{"run": f"math/tiny/{m}", "domain": "math", "backbone": "tiny", "method": m, "variant": "",
                      "benchmark": b, "metric": metric, "value": v + i, "ci_low": v + i - 1, "ci_high": v + i + 1,
                      "n_problems": 24} for metric, v in (("avg@16", 10.0), ("pass@16", 40.0))]
-            path = results / "metrics" / "math" / "tiny" / m / f"{b}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(recs))
-    bench(results / "benchmarks" / "sft" / "math" / "tiny" / "sft.tsv", (720, 900))
-    bench(results / "benchmarks" / "score" / "tiny" / "math.tsv", (180, 800))
+            write_json(L.metrics("math", "tiny", m, b), recs)
+            # and the grades the paired comparisons read: problem p solved by p % 16 (+ i) of its 16 samples
+            write_jsonl(L.grades("math", "tiny", m, b), [
+                {"id": f"{b}-{p}", "sample": k, "qwen": k < p % 16 + i, "math_verify": k < p % 16 + i}
+                for p in range(24) for k in range(16)])
+    bench(Path(L.timing("sft", "math", "tiny", "sft")), (720, 900))
+    bench(Path(L.timing("score", "tiny", "math")), (180, 800))
 
-    run = snakemake(cfg_path, "--allowed-rules", "table", "compare", "costs", "config_used", "all")
+    run = snakemake(cfg_path, "--allowed-rules", "table", "paired", "compare", "costs", "config_used", "all")
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     tables = results / "tables"
     vs = pd.read_csv(tables / "table3_vs_paper.csv", dtype=str, keep_default_na=False)
@@ -155,3 +161,20 @@ def test_report_holds_tables_side_by_side_costs_and_config(tmp_path):
     names = zipfile.ZipFile(zipped).namelist()
     assert any(n.endswith("report.html") for n in names)
     assert any(n.endswith("table3_vs_paper.csv") for n in names) and any(n.endswith("costs.csv") for n in names)
+
+
+def test_one_caption_per_figure_of_the_figure_rule():
+    """Rule `figure` makes every figure of `figures:` and has one caption file; Snakemake renders it with Jinja for
+    each job (trim_blocks, lstrip_blocks, `snakemake.wildcards`): each figure gets its own text."""
+    from types import SimpleNamespace
+
+    from jinja2 import Environment
+    env = Environment(trim_blocks=True, lstrip_blocks=True)
+    caption = (REPO / "workflow" / "report" / "figure.rst").read_text()
+    figures = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["figures"]
+    texts = {}
+    for fig in figures:
+        text = env.from_string(caption).render(snakemake=SimpleNamespace(wildcards=SimpleNamespace(figure=fig)))
+        texts[fig] = text.strip()
+        assert texts[fig].startswith(f"Fig. {fig[3:]}"), (fig, texts[fig][:40])
+    assert len(set(texts.values())) == len(figures)
