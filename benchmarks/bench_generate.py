@@ -179,7 +179,8 @@ def main(argv=None):
                     "results/backbones/tiny when it exists, else one built here as config/demo.yaml does, ~1 min)")
     args = ap.parse_args(argv)
     args.load_avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    demo_tiny = REPO / "results" / "backbones" / "tiny"
+    from prift.paths import Layout
+    demo_tiny = REPO / Layout("results").backbone("tiny")   # config/demo.yaml's results tree
     if args.tiny is None and (demo_tiny / "config.json").is_file():
         args.tiny = demo_tiny
     if args.vllm:

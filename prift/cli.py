@@ -152,12 +152,13 @@ def cmd_figures(args):
         return
     if not (args.probes and args.out_dir):
         raise SystemExit("give --probes and --out-dir (the table figures) or --figure, --inputs and --out")
+    from prift.paths import parse_run, probes_in
     runs = {}
-    for path in map(Path, args.probes):  # results/sft/<domain>/<backbone>/<method>/final[/probes.jsonl]
-        f = path / "probes.jsonl" if path.is_dir() else path
+    for path in map(Path, args.probes):  # a run's final model directory, or its probes.jsonl
+        f = probes_in(path) if path.is_dir() else path
         if not f.exists():
             raise SystemExit(f"{f}: no drift probes (was the run trained with analysis.every > 0?)")
-        runs[cfg["methods"][f.parts[-3]]["label"]] = read_probes(f)
+        runs[cfg["methods"][parse_run(f)[2]]["label"]] = read_probes(f)
     out = Path(args.out_dir)
     for name, fn in F.FIGURES.items():
         fn(runs, out / name)
@@ -208,14 +209,15 @@ def cmd_paired(args):
     import numpy as np
     from prift import benchmarks as B, config as C, metrics as M
     from prift.data import read_jsonl
+    from prift.paths import parse_eval
     from prift.tables import paired as P
     from prift.tables.paper import load_paper
     cfg = _cfg(args)
     spec = cfg["tables"][args.table]
     metrics = list(spec["metrics"])
     cells = {}
-    for path in map(Path, args.grades):   # <results>/grades/<domain>/<backbone>/<method>/<benchmark>.jsonl
-        bb, m, bench = path.parts[-3], path.parts[-2], path.stem
+    for path in map(Path, args.grades):
+        _, bb, m, bench = parse_eval(path)
         cells[(bb, m, bench)] = B.correctness(cfg, bench, read_jsonl(path), metrics[0])
     variant = cfg["domains"][spec["domain"]].get("variant", "")
 
@@ -369,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", help="generated samples (math, code)")
     s.add_argument("--model", help="model weights (mcq: no samples, lm-eval scores the model directly)")
     s = verb("metrics", cmd_metrics, "Avg@k / Pass@k (math), pass@1 (code), accuracy (mcq), bootstrap CIs")
-    for a in ("--run", "--benchmark", "--grades", "--out"):
+    s.add_argument("--run", required=True, help="the run: <domain>/<backbone>/<method> (prift.paths.run_id)")
+    for a in ("--benchmark", "--grades", "--out"):
         s.add_argument(a, required=True)
     s = verb("tables", cmd_tables, "render one table (CSV + LaTeX)")
     s.add_argument("--table", required=True); s.add_argument("--metrics", nargs="+", required=True)

@@ -5,12 +5,15 @@ evaluated on that table's benchmarks. `original` is the backbone itself, evaluat
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import re
 from pathlib import Path
 
 import yaml
+
+from prift.paths import Layout
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 ORIGINAL = "original"
@@ -85,6 +88,9 @@ def check_references(cfg: dict) -> list[str]:
     for t in (cfg.get("analysis") or {}).get("tables", []):
         if t not in cfg["tables"]:
             msgs.append(f"config key 'analysis.tables': unknown table '{t}'{_suggest(t, cfg['tables'])}")
+    main = (cfg.get("report") or {}).get("main_table")
+    if main is not None and main not in cfg["tables"]:
+        msgs.append(f"config key 'report.main_table': unknown table '{main}'{_suggest(main, cfg['tables'])}")
     for t, spec in cfg["tables"].items():
         if spec["domain"] not in cfg["domains"]:
             msgs.append(f"config key 'tables.{t}.domain': unknown domain '{spec['domain']}'"
@@ -121,11 +127,6 @@ def check_references(cfg: dict) -> list[str]:
                 if x not in shown:
                     msgs.append(f"config key 'tables.{t}.paired.{field}': '{x}' is not a method of the table"
                                 f"{_suggest(x, shown)}")
-        if spec.get("paper_layout"):
-            from prift.tables.specs import SPECS
-            if t not in SPECS:
-                msgs.append(f"config key 'tables.{t}.paper_layout': no paper table named '{t}'"
-                            f"{_suggest(t, SPECS)}; known: {sorted(SPECS)}")
     return msgs
 
 
@@ -197,6 +198,8 @@ def validate(cfg: dict) -> dict:
     numbers_from_yaml11(cfg)
     msgs = schema_errors(cfg)
     if not msgs:
+        msgs = resolve_training(cfg) + resolve_tables(cfg)
+    if not msgs:
         names = check_references(cfg) + check_figures(cfg)
         msgs = names + P.check_paths(cfg) + P.check_batches(cfg) + P.check_samples(cfg)
         if not names:  # checks over the runs, which need every name to resolve
@@ -207,6 +210,102 @@ def validate(cfg: dict) -> dict:
     if msgs:
         raise ConfigError("invalid config:\n  " + "\n  ".join(msgs))
     return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# What the config says once and validation spells out for the code: each domain's training recipe (`training.default`
+# with the domain's overrides) and the runs of the paper's tables (prift.tables.SPECS). Both are idempotent: a
+# validated config resolves to itself (the DAG hands its verbs the validated config, which they validate again).
+
+DEFAULT_RECIPE = "default"
+
+
+def main_table(cfg: dict) -> str:
+    """The table the report opens on: `report.main_table`, else the paper's main table (table3) when the config has
+    it, else the config's first table."""
+    main = (cfg.get("report") or {}).get("main_table")
+    return main or ("table3" if "table3" in cfg["tables"] else next(iter(cfg["tables"])))
+TABLE_RUNS = ("backbones", "methods", "benchmarks", "metrics")   # what a table's runs are made of
+
+
+def resolve_training(cfg: dict) -> list[str]:
+    """`training: {default: {...}, <domain>: {...}}` → one whole recipe per domain, `training.<domain>`, as the code
+    reads it: the default with the domain's own keys over it (a domain without an entry takes the default as it is),
+    `default` removed. Without a `default`, each domain gives its whole recipe. In place; returns the problems."""
+    training, domains = cfg["training"], cfg["domains"]
+    msgs = [f"config key 'training.{d}': no domain '{d}'{_suggest(d, domains)} (a recipe is the training of one "
+            f"domain of `domains:`; '{DEFAULT_RECIPE}' is shared by all)"
+            for d in training if d != DEFAULT_RECIPE and d not in domains]
+    if DEFAULT_RECIPE not in training:
+        return msgs
+    if DEFAULT_RECIPE in domains:
+        msgs.append(f"config key 'domains.{DEFAULT_RECIPE}': the name of the shared training recipe "
+                    f"(training.{DEFAULT_RECIPE}); rename the domain")
+    if msgs:
+        return msgs
+    default = training.pop(DEFAULT_RECIPE)
+    for d in domains:
+        training[d] = {**default, **training.get(d, {})}
+    return msgs
+
+
+def paper_table_runs(name: str) -> dict:
+    """The runs of the paper's table `name` (prift.tables.SPECS[name]) in the config's terms: {backbones, methods (one
+    list, or a mapping backbone → list where the backbones show different methods), benchmarks, metrics}. The run
+    behind a row is its method (its cells' methods, column by column, for a table of rules as columns: Table 2);
+    `<init>+rl` for a row of variant "rl" (Table 5); the last of alternatives `a|b` (the paper's transcription names
+    the first: Table 8's rows of a student's own statistics are the runs `prift-prob`)."""
+    from prift.tables.specs import SPECS
+    spec = SPECS[name]
+
+    def run(method: str, variant: str) -> str:
+        m = method.split("|")[-1]
+        return f"{m}{RL_SUFFIX}" if variant == RL_VARIANT else m
+
+    per: dict[str, list[str]] = {}
+    for g in spec.models:
+        rows = spec.group_rows(g)
+        if spec.cells is not None:
+            methods = [run(*spec.cells[r[1]][c]) for c, _ in spec.columns for r in rows]
+        else:
+            methods = [run(r[1], r[2]) for r in rows]
+        per.setdefault(g.backbone, []).extend(methods)
+    per = {b: list(dict.fromkeys(ms)) for b, ms in per.items()}
+    first = next(iter(per.values()))
+    return {"backbones": list(per),
+            "methods": list(first) if all(ms == first for ms in per.values()) else per,
+            "benchmarks": list(spec.aggregate) if spec.cells is not None else [k for k, _ in spec.columns],
+            "metrics": dict(spec.metrics)}
+
+
+def resolve_tables(cfg: dict) -> list[str]:
+    """The paper's tables are defined once, in prift.tables.SPECS: a table of `tables:` named after one of them takes
+    the runs it does not list (backbones, methods, benchmarks, metrics: paper_table_runs) from it, so that the paper
+    config names its tables and the DAG runs what they show; a config of its own (the demo's Table 3 on a tiny
+    backbone) lists its own. A `paper_layout` table is rendered with the paper's rows, columns and cells, hence shows
+    the paper's runs and lists none (or exactly those: a validated config). Any other table lists all four. The
+    config keeps what is its own: the domain (which data: Table 2 is medical-lowdata), the caption, `paired`. In
+    place; returns the problems."""
+    from prift.tables.specs import SPECS
+    msgs = []
+    for t, spec in cfg["tables"].items():
+        if t not in SPECS:
+            if spec.get("paper_layout"):
+                msgs.append(f"config key 'tables.{t}.paper_layout': no paper table named '{t}'"
+                            f"{_suggest(t, SPECS)}; known: {sorted(SPECS)}")
+            missing = [k for k in TABLE_RUNS if k not in spec]
+            if missing:
+                msgs.append(f"config key 'tables.{t}': give its {', '.join(missing)} (only the paper's tables, "
+                            f"{sorted(SPECS)}, take them from prift.tables.SPECS)")
+            continue
+        paper = paper_table_runs(t)
+        for key in TABLE_RUNS:
+            if key not in spec:
+                spec[key] = copy.deepcopy(paper[key])
+            elif spec.get("paper_layout") and spec[key] != paper[key]:
+                msgs.append(f"config key 'tables.{t}.{key}': a paper_layout table shows the paper's runs "
+                            f"(prift.tables.SPECS['{t}']: {paper[key]}); leave it out")
+    return msgs
 
 
 # YAML 1.2's floats that YAML 1.1 (PyYAML, and Snakemake's config loader) reads as strings: an exponent without a dot
@@ -449,16 +548,14 @@ def check_figures(cfg: dict) -> list[str]:
 
 def figure_inputs(cfg: dict, fig: str) -> list[str]:
     """The files a figure of `figures:` is drawn from: metrics (sweeps), grades (pass@k), SFT run dirs (probes)."""
-    f, r = cfg["figures"][fig], results(cfg)
+    f, L = cfg["figures"][fig], layout(cfg)
     d, b = f["domain"], f["backbone"]
     if fig in SWEEP_FIGURES:
         methods = [p["method"] for p in sweep_points(cfg, fig)] + ([f["baseline"]] if f.get("baseline") else [])
-        return [str(r / "metrics" / d / b / m / f"{bench}.json") for m in dict.fromkeys(methods)
-                for bench in f["benchmarks"]]
+        return [L.metrics(d, b, m, bench) for m in dict.fromkeys(methods) for bench in f["benchmarks"]]
     if fig in CURVE_FIGURES:
-        return [str(r / "grades" / d / b / m / f"{key}.jsonl") for m in f["methods"]
-                for key, _ in curve_benchmarks(cfg, fig).values()]
-    return [str(r / "sft" / d / b / m / "final") for m in f["methods"]]
+        return [L.grades(d, b, m, key) for m in f["methods"] for key, _ in curve_benchmarks(cfg, fig).values()]
+    return [L.sft_final(d, b, m) for m in f["methods"]]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -553,12 +650,17 @@ def results(cfg: dict) -> Path:
     return Path(cfg.get("results", "results"))
 
 
+def layout(cfg: dict) -> Layout:
+    """The paths of the config's results tree (prift.paths)."""
+    return Layout(results(cfg))
+
+
 def backbone_path(cfg: dict, backbone: str) -> str:
     """Where the weights of a backbone are: DAG-built dir, a fine-tuned run's dir (`run`: Fig. 1c's partly fine-tuned
     references), local path override, or hub id."""
     b = cfg["backbones"][backbone]
     if b.get("build"):
-        return str(results(cfg) / "backbones" / backbone)
+        return layout(cfg).backbone(backbone)
     if b.get("run"):
         return model_dir(cfg, b["run"]["domain"], b["run"]["backbone"], b["run"]["method"])
     return b.get("path") or b["hub"]
@@ -580,8 +682,9 @@ def resolve_weights(cfg: dict, path_or_id: str) -> str:
 
 
 def model_dir(cfg: dict, domain: str, backbone: str, method: str) -> str:
+    """The weights of a run: the backbone's (`original`), the RL run's (`<init>+rl`) or the SFT run's final model."""
     if method == ORIGINAL:
         return backbone_path(cfg, backbone)
     if rl_init(method) is not None:
-        return str(results(cfg) / "rl" / domain / backbone / rl_init(method) / "final")
-    return str(results(cfg) / "sft" / domain / backbone / method / "final")
+        return layout(cfg).rl_final(domain, backbone, rl_init(method))
+    return layout(cfg).sft_final(domain, backbone, method)

@@ -2,9 +2,9 @@
 
 A benchmark file is a TSV written by Snakemake for one job (one line per repeat; columns s, h:m:s, max_rss, ...;
 memory in MB, "NA" where the platform does not measure it). Its stage is the first folder under the benchmarks root
-(results/benchmarks/<rule>/...), i.e. the rule. GPU-hours = wall hours × the GPUs one job of the stage requests.
-Disk: what a job's output holds now (results/<output folder of the stage>/<the job's wildcards>, a directory - a run,
-with any trainer checkpoints kept beside its final model - or the files of that name), summed over the stage's jobs.
+(prift.paths.Layout.timing: <results>/benchmarks/<rule>/...), i.e. the rule. GPU-hours = wall hours × the GPUs one
+job of the stage requests. Disk: what a job's output holds now (prift.paths.Layout.timed_output: a directory - a run,
+with any trainer checkpoints kept beside its final model - or the files of that stem), summed over the stage's jobs.
 """
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from prift.paths import Layout
+
 COLUMNS = ("stage", "jobs", "wall_h", "longest_job_h", "max_rss_mb", "gpus_per_job", "gpu_hours", "disk_gb")
 TOTAL = "total"
-# where each stage's jobs write, under the results root (the rules' output paths: <folder>/<wildcards...>[.suffix])
-OUTPUT_FOLDER = {"build_backbone": "backbones", "score": "scores", "sft": "sft", "rl": "rl", "generate": "samples",
-                 "grade": "grades", "grade_mcq": "grades", "metrics": "metrics"}
 
 
 def read_benchmark(path: Path | str) -> tuple[float, float]:
@@ -55,10 +54,11 @@ def gpus_of_job(path: Path | str, root: Path | str, gpus: Mapping[str, float]) -
 def job_disk_bytes(path: Path | str, root: Path | str, results: Path | str) -> float:
     """Bytes a job's output holds now (see the module doc); NaN for a stage whose outputs are not tracked."""
     stage = stage_of(path, root)
-    if stage not in OUTPUT_FOLDER:
-        return math.nan
     rel = Path(path).resolve().relative_to(Path(root).resolve() / stage).with_suffix("")
-    out = Path(results) / OUTPUT_FOLDER[stage] / rel
+    out = Layout(results).timed_output(stage, rel.parts)
+    if out is None:
+        return math.nan
+    out = Path(out)
     if out.is_dir():
         return float(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()))
     return float(sum(f.stat().st_size for f in out.parent.glob(out.name + ".*") if f.is_file()))

@@ -202,8 +202,9 @@ def sweep(points: list[dict], stem, *, xlabel: str, ylabel: str, title: str,
 # From the evaluation's files
 
 def _run_of(path: Path) -> tuple[str, str]:
-    """(method, benchmark) of results/{metrics,grades}/<domain>/<backbone>/<method>/<benchmark>.{json,jsonl}."""
-    return path.parts[-2], path.name.rsplit(".", 1)[0]
+    """(method, benchmark) of a metrics or grades file (prift.paths.parse_eval)."""
+    from prift.paths import parse_eval
+    return parse_eval(path)[2:]
 
 
 def pass_at_k_curves(grade_paths, ks=None) -> dict[str, dict[int, float]]:
@@ -238,12 +239,13 @@ def metric_means(metric_paths, metric: str) -> dict[str, float]:
 
 def _probe_runs(cfg: dict, dirs) -> dict[str, list[dict]]:
     from prift.analysis import read_probes
+    from prift.paths import parse_run, probes_in
     runs = {}
     for d in map(Path, dirs):
-        f = d / "probes.jsonl" if d.is_dir() else d
+        f = probes_in(d) if d.is_dir() else d
         if not f.exists():
             raise FileNotFoundError(f"{f}: no drift probes (was the run trained with analysis.every > 0?)")
-        runs[cfg["methods"][f.parts[-3]]["label"]] = read_probes(f)
+        runs[cfg["methods"][parse_run(f)[2]]["label"]] = read_probes(f)
     return runs
 
 

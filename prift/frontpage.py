@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 
+def _cell(text: str) -> str:
+    """A cell as reStructuredText reads it: `Avg@16` would otherwise become an e-mail link."""
+    return text.replace("\\", "\\\\").replace("@", "\\@")
+
+
 def _csv_block(title: str, rows: list[list[str]]) -> list[str]:
+    rows = [[_cell(c) for c in r] for r in rows]
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows[1:])
     body = ["   " + line for line in buf.getvalue().splitlines()]

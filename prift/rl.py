@@ -61,6 +61,7 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
+from prift import paths
 from prift.recipes import RLRecipe
 
 def batch_mapping(recipe: RLRecipe, world_size: int = 1) -> dict:
@@ -506,9 +507,9 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
              log=print) -> dict:
     """DAPO from the checkpoint `model_path` on `prompts` ({id, problem, gold}); writes a Hugging Face checkpoint to
     `out_dir` atomically (with train_log.json and prift_run.json). Resumes from the last healthy trainer checkpoint
-    in `ckpt_dir` (default `<out_dir>/../checkpoints`) made with the same fingerprint (recipe, initial weights,
-    prompts, `provenance`: the backbone entry), else starts from step 0 (prift.runs); a finished run of the same
-    fingerprint is never redone. Under torchrun / accelerate launch every process calls this."""
+    in `ckpt_dir` (default: beside `out_dir`, prift.paths.checkpoints_beside) made with the same fingerprint (recipe,
+    initial weights, prompts, `provenance`: the backbone entry), else starts from step 0 (prift.runs); a finished run
+    of the same fingerprint is never redone. Under torchrun / accelerate launch every process calls this."""
     from datasets import Dataset
     from trl import GRPOConfig
     from prift import runs
@@ -523,7 +524,7 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
     summary = runs.completed(out_dir, fp, log)
     if summary is not None:
         return summary
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir.parent / "checkpoints"
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir else paths.checkpoints_beside(out_dir)
     t0 = time.time()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     bm = batch_mapping(recipe, world)

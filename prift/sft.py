@@ -42,7 +42,7 @@ from trl import SFTTrainer
 from prift import weighting as W
 from prift.methods import Method
 from prift.recipes import Recipe, grad_accum_steps
-from prift import packing, runs
+from prift import packing, paths, runs
 from prift.runs import last_checkpoint
 
 # Online statistics that come out of the chunked log-prob kernel itself (no extra pass over the vocabulary).
@@ -573,9 +573,9 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
           provenance: dict | None = None, callbacks: list | None = None, log=print) -> dict:
     """Train one run and write a Hugging Face checkpoint to `out_dir` (atomically).
 
-    Resumes from the last healthy trainer checkpoint in `ckpt_dir` (default: `<out_dir>/../checkpoints`) made by a
-    run of the same fingerprint (optimizer, scheduler, data position, RNG); checkpoints of another configuration are
-    discarded and the run starts from step 0 (prift.runs). A finished run of the same fingerprint is never redone.
+    Resumes from the last healthy trainer checkpoint in `ckpt_dir` (default: beside `out_dir`,
+    prift.paths.checkpoints_beside) made by a run of the same fingerprint (optimizer, scheduler, data position, RNG);
+    checkpoints of another configuration are discarded and the run starts from step 0 (prift.runs). A finished run of the same fingerprint is never redone.
     `provenance`: what else decides the weights and is not in the arguments (the config's backbone entries: hub id,
     revision, path).
 
@@ -585,8 +585,8 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
 
     `analysis` = {every, kl}: with `heldout` examples, a DriftProbe (prift.analysis) records every `every` steps how
     far the online model's token statistics have moved from the frozen pretrained model on them (Fig. 1a/1b/3a/3c);
-    the records go to `<out_dir>/../probes.jsonl` while training (a resumed run continues it) and into the final
-    checkpoint directory."""
+    the records go to probes.jsonl beside `out_dir` while training (prift.paths.probes_beside; a resumed run continues
+    it) and into the final checkpoint directory."""
     from datasets import Dataset
     from trl import SFTConfig
     from prift.backbone import load_model, load_tokenizer
@@ -594,7 +594,7 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     from prift.scoring import ScoreCache
 
     out_dir = Path(out_dir)
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir.parent / "checkpoints"
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir else paths.checkpoints_beside(out_dir)
     t0 = time.time()
     tok = load_tokenizer(model_path)
     tokenized = tokenize_all(tok, examples, recipe.max_length)
@@ -653,7 +653,7 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
                       data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys, packed=recipe.packing),
                       callbacks=[runs.health_callback(), *(callbacks or [])])
     parallelism = runs.parallelism(trainer, log=log)
-    probes = out_dir.parent / "probes.jsonl"
+    probes = paths.probes_beside(out_dir)
     if analysis and analysis.get("every") and heldout:
         from prift.analysis import DriftProbe
         # the probes' frozen reference, on every rank (see DriftProbe._probe); bf16 when training in bf16, so that a
@@ -683,7 +683,7 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
                "mixed_precision": trainer.accelerator.mixed_precision, "fused_head": trainer.fused, "fingerprint": fp,
                "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, use_bf16)}
     runs.publish(trainer, out_dir, ckpt_dir, tok, summary, keep_checkpoints=recipe.keep_checkpoints,
-                 files={"probes.jsonl": probes}, log=log)
+                 files={paths.PROBES: probes}, log=log)
     if trainer.is_world_process_zero():
         log(f"{method.name}: {trainer.state.global_step} steps, loss {result.training_loss:.4f}, "
             f"{summary['seconds']} s → {out_dir}")

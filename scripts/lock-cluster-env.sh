@@ -68,6 +68,11 @@ mkdir -p "$(dirname "$LOCK")"
     sed "s|$work/||g" "$work/lock.txt"
 } > "$LOCK.tmp"
 mv "$LOCK.tmp" "$LOCK"
+# environment.yml names the lock's digest, so that a new lock changes the file Snakemake hashes to name the rules'
+# conda environment (`--sdm conda`): a changed lock then builds a new environment, never reuses the old one
+ENV_YML="$(dirname "$LOCK")/../environment.yml"
+digest=$(sha256sum "$LOCK" | cut -d' ' -f1)
+sed "s|^# lock sha256: .*|# lock sha256: $digest|" "$ENV_YML" > "$ENV_YML.tmp" && mv "$ENV_YML.tmp" "$ENV_YML"
 echo "lock-cluster-env: $(grep -c '==' "$LOCK") pins for Python $PYTHON_VERSION ($PLATFORM) in ${took} s -> $LOCK" >&2
 for p in vllm torch transformers trl numpy snakemake snakemake-executor-plugin-slurm; do
     grep -m1 "^$p==" "$LOCK" >&2 || true

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import subprocess
 import sys
 
@@ -10,7 +9,9 @@ import pytest
 import yaml
 
 from prift import config as C
+from prift.paths import Layout
 from tests.conftest import REPO
+from tests.dag import planned
 
 
 def _load(name):
@@ -89,7 +90,9 @@ def test_per_backbone_methods_and_layouts():
         ("Qwen2.5-Math (1.5B)", 9), ("Qwen2.5 (1.5B)", 5), ("Qwen2.5-Instruct (1.5B)", 5), ("DeepSeekMath (7B)", 5)]
     assert specs["table2"].cells == T.SPECS["table2"].cells   # paper layout: rules as columns, variant lowdata
     bad = _load("config.yaml")
-    bad["tables"]["table10"]["methods"]["qwen2.5-15b"] = bad["tables"]["table10"]["methods"].pop("qwen2.5-1.5b")
+    methods = C.paper_table_runs("table10")["methods"]                # a table listing its own methods, mis-keyed
+    methods["qwen2.5-15b"] = methods.pop("qwen2.5-1.5b")
+    bad["tables"]["table10"]["methods"] = methods
     with pytest.raises(C.ConfigError) as e:
         C.validate(bad)
     assert "'tables.table10.methods': 'qwen2.5-15b' is not one of the table's backbones (did you mean " \
@@ -124,54 +127,45 @@ def test_benchmark_kind_keys():
 
 
 def _dry_run(*args):
+    """A dry run: its exit code and prift's one-line problems (config errors are printed before any DAG is built, and
+    that text is the interface people read; the jobs of a DAG are read from tests/dag.py's summary instead)."""
     return subprocess.run([sys.executable, "-m", "snakemake", *args, "-n", "--cores", "1"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 
+PAPER = REPO / "config" / "config.yaml"
+L = Layout("results")   # the paper config's results root, relative to the repository
+
+
 def test_full_config_dry_run_lists_table3_jobs():
-    p = _dry_run("results/tables/table3.csv", "--configfile", "config/config.yaml")
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
-    sft = set(re.findall(r"output: results/sft/math/([^/]+)/([^/]+)/final", out))
+    jobs = planned(PAPER, L.table("table3", "csv"))
     methods = {"sft", "dft", "eaft", "idft", "talr", "asft", "prift-prob", "prift-mass"}
-    assert sft == {(b, m) for b in ("qwen2.5-math-7b", "qwen3-8b-base") for m in methods}
-    gen = set(re.findall(r"output: results/samples/math/([^/]+)/([^/]+)/([^/]+)\.jsonl", out))
+    backbones = ("qwen2.5-math-7b", "qwen3-8b-base")
     benches = {"math500", "minerva_math", "olympiadbench", "aime24", "amc23"}
-    assert gen == {(b, m, x) for b in ("qwen2.5-math-7b", "qwen3-8b-base") for m in methods | {"original"}
-                   for x in benches}
-    scores = set(re.findall(r"output: results/scores/([^/]+)/([^/]+)/math\.safetensors", out))
-    assert scores == {("qwen2.5-math-7b",) * 2, ("qwen3-8b-base",) * 2}  # one reference pass per backbone
-
-
-def _outputs(out: str, rule: str) -> set[str]:
-    """Output paths of the jobs of one rule in a dry run's listing."""
-    found = set()
-    for block in re.split(r"\n(?=\[)", out):
-        if re.search(rf"rule {rule}:", block):
-            found.update(re.search(r"\n    output: ([^\n]+)", block).group(1).split(", "))
-    return found
+    assert jobs["sft"] == {L.sft_final("math", b, m) for b in backbones for m in methods}
+    assert jobs["generate"] == {L.samples("math", b, m, x) for b in backbones for m in methods | {"original"}
+                                for x in benches}
+    assert jobs["score"] == {L.scores(b, b, "math") for b in backbones}  # one reference pass per backbone
 
 
 def test_full_config_dry_run_lists_code_medical_and_appendix_jobs():
     """Tables 2, 4, 9, 10, 11: every cell has its evaluation job; sampled benchmarks go through generate + grade,
     multiple choice through grade_mcq (no samples), every one through metrics."""
     tables = ("table2", "table4", "table9", "table10", "table11")
-    p = _dry_run(*(f"results/tables/{t}.csv" for t in tables), "--configfile", "config/config.yaml")
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
+    jobs = planned(PAPER, *(L.table(t, "csv") for t in tables))
     cfg = C.validate(_load("config.yaml"))
-    gen, grade, mcq, metrics = (_outputs(out, r) for r in ("generate", "grade", "grade_mcq", "metrics"))
+    gen, grade, mcq, metrics = (jobs.get(r, set()) for r in ("generate", "grade", "grade_mcq", "metrics"))
     want = {"generate": set(), "grade": set(), "grade_mcq": set(), "metrics": set()}
     for t in tables:
         spec = cfg["tables"][t]
         for b, m, bench in C.table_cells(spec):
-            run = f"{spec['domain']}/{b}/{m}/{bench}"
-            want["metrics"].add(f"results/metrics/{run}.json")
+            run = (spec["domain"], b, m, bench)
+            want["metrics"].add(L.metrics(*run))
             if cfg["benchmarks"][bench]["kind"] == "mcq":
-                want["grade_mcq"].add(f"results/grades/{run}.jsonl")
+                want["grade_mcq"].add(L.grades(*run))
             else:
-                want["generate"].add(f"results/samples/{run}.jsonl")
-                want["grade"].add(f"results/grades/{run}.jsonl")
+                want["generate"].add(L.samples(*run))
+                want["grade"].add(L.grades(*run))
     assert (gen, grade, mcq, metrics) == (want["generate"], want["grade"], want["grade_mcq"], want["metrics"])
     # Table 4: 9 methods × 4 code benchmarks; Table 9: 9 × 3 medical; Table 10: (9 + 3 × 5) runs × 5 math benchmarks
     assert sum("/qwen3-4b-instruct/" in x for x in gen) == 36 and sum("/qwen2.5-coder-3b/" in x for x in gen) == 36
@@ -179,7 +173,7 @@ def test_full_config_dry_run_lists_code_medical_and_appendix_jobs():
     assert sum(x.startswith("results/grades/medical-lowdata/") for x in mcq) == 36
     assert sum(x.startswith("results/samples/math/") for x in gen) == 120
     assert not any("/medqa" in x or "/medmcqa" in x or "/mmlu_medical" in x for x in gen | grade)
-    sft = _outputs(out, "sft")
+    sft = jobs["sft"]
     assert {x.split("/")[2] for x in sft} == {"code", "medical", "medical-lowdata", "math"}
     assert len(sft) == 8 + 8 + 8 + 11 + (8 + 3 * 4)
 
@@ -237,17 +231,15 @@ def test_full_config_dry_run_lists_tables_7_and_8_jobs():
     """Table 7 (KD from Qwen2.5-Math-7B, five β) and Table 8 (cross-model statistics): their SFT runs, one reference
     pass per (reference, student) - the 7B teacher scores the 1.5B student's tokenisation, Qwen2.5-Math-1.5B scores
     Qwen2.5-1.5B's, a file apart from its own - and the evaluation of every cell."""
-    p = _dry_run("results/tables/table7.csv", "results/tables/table8.csv", "--configfile", "config/config.yaml")
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
+    jobs = planned(PAPER, L.table("table7", "csv"), L.table("table8", "csv"))
     kd = [f"kd-beta{b}" for b in ("0.00", "0.25", "0.50", "0.75", "1.00")]
-    assert _outputs(out, "sft") == (
-        {f"results/sft/math/qwen2.5-math-1.5b/{m}/final" for m in kd + ["prift-prob", "prift-prob-ref-qwen2.5-math-7b"]}
-        | {f"results/sft/math/qwen2.5-1.5b/{m}/final" for m in ("prift-prob", "prift-prob-ref-qwen2.5-math-1.5b")})
-    assert _outputs(out, "score") == {f"results/scores/{r}/{s}/math.safetensors" for r, s in (
+    assert jobs["sft"] == (
+        {L.sft_final("math", "qwen2.5-math-1.5b", m) for m in kd + ["prift-prob", "prift-prob-ref-qwen2.5-math-7b"]}
+        | {L.sft_final("math", "qwen2.5-1.5b", m) for m in ("prift-prob", "prift-prob-ref-qwen2.5-math-1.5b")})
+    assert jobs["score"] == {L.scores(r, s, "math") for r, s in (
         ("qwen2.5-math-1.5b", "qwen2.5-math-1.5b"), ("qwen2.5-math-7b", "qwen2.5-math-1.5b"),
         ("qwen2.5-1.5b", "qwen2.5-1.5b"), ("qwen2.5-math-1.5b", "qwen2.5-1.5b"))}
-    assert len(_outputs(out, "generate")) == len(_outputs(out, "metrics")) == (7 + 2) * 5
+    assert len(jobs["generate"]) == len(jobs["metrics"]) == (7 + 2) * 5
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -427,3 +419,112 @@ def test_paper_config_holds_the_protocol_values():
             r["on_exhausted"], r["importance_sampling_correction"]) == (0.2, 0.28, 0.01, 1e-6, 128, 32, "error", False)
     assert {b: v["rollouts_per_prompt"] for b, v in cfg["rl"]["backbones"].items()} == {
         "qwen2.5-math-1.5b": 32, "qwen3-8b-base": 16}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# What the paper config says once (issue #17, item 5): a default training recipe with per-domain overrides, and the
+# paper's tables taking their runs from prift.tables.SPECS. The resolved config is today's, key by key.
+
+# config/config.yaml's four recipes as they were written out in full before `training.default`
+RECIPES_BEFORE = {
+    "math": {"epochs": 1, "global_batch_size": 256, "per_device_batch_size": 4, "lr": 5e-05, "betas": [0.9, 0.95],
+             "weight_decay": 0.01, "scheduler": "cosine", "warmup_ratio": 0.1, "grad_clip": 1.0, "max_length": 2048,
+             "bf16": True, "save_steps": 50, "logging_steps": 5, "seed": 42, "gradient_checkpointing": True,
+             "loss_norm": "micro_batch"},
+    "code": {"epochs": 1, "global_batch_size": 256, "per_device_batch_size": 4, "lr": 5e-05, "betas": [0.9, 0.95],
+             "weight_decay": 0.01, "scheduler": "cosine", "warmup_ratio": 0.1, "grad_clip": 1.0, "max_length": 2048,
+             "bf16": True, "save_steps": 20, "logging_steps": 5, "seed": 42, "gradient_checkpointing": True,
+             "loss_norm": "micro_batch"},
+    "medical": {"epochs": 1, "global_batch_size": 64, "per_device_batch_size": 8, "lr": 2e-05, "betas": [0.9, 0.95],
+                "weight_decay": 0.01, "scheduler": "cosine", "warmup_ratio": 0.1, "grad_clip": 1.0, "max_length": 512,
+                "bf16": True, "save_steps": 200, "logging_steps": 10, "seed": 42, "gradient_checkpointing": True,
+                "loss_norm": "micro_batch"},
+    "medical-lowdata": {"epochs": 1, "global_batch_size": 64, "per_device_batch_size": 8, "lr": 2e-05,
+                        "betas": [0.9, 0.95], "weight_decay": 0.01, "scheduler": "cosine", "warmup_ratio": 0.1,
+                        "grad_clip": 1.0, "max_length": 512, "bf16": True, "save_steps": 25, "logging_steps": 5,
+                        "seed": 42, "gradient_checkpointing": True, "loss_norm": "micro_batch"},
+}
+MATH5 = ["math500", "minerva_math", "olympiadbench", "aime24", "amc23"]
+CODE4 = ["humaneval_plus", "mbpp_plus", "lcb_v5", "lcb_v6"]
+MED3 = ["medqa", "mmlu_medical", "medmcqa"]
+NINE = ["original", "sft", "dft", "eaft", "idft", "talr", "asft", "prift-prob", "prift-mass"]
+CODE_NINE = ["original", "sft", "dft", "idft", "eaft", "talr", "asft", "prift-prob", "prift-mass"]
+SMALL = ["original", "sft", "dft", "prift-prob", "prift-mass"]
+P16, PASS16 = {"avg@16": "Avg@16", "pass@16": "P@16"}, {"avg@16": "Avg@16", "pass@16": "Pass@16"}
+# config/config.yaml's tables as they listed their runs before taking them from prift.tables.SPECS
+TABLE_RUNS_BEFORE = {
+    "table3": (["qwen2.5-math-7b", "qwen3-8b-base"], NINE, MATH5, P16),
+    "table6": (["qwen2.5-math-1.5b"], ["eaft", "eaft-pt", "idft", "idft-pt", "talr", "talr-pt"], MATH5, P16),
+    "table2": (["llama-2-7b"], ["original", "sft", "dft", "prift-prob", "p-top50-online", "p-top50-pt", "p-bot50-online",
+                                "p-bot50-pt", "h-top50-online", "h-top50-pt", "h-bot50-online", "h-bot50-pt"],
+               MED3, {"acc": "Acc"}),
+    "table4": (["qwen3-4b-instruct"], CODE_NINE, CODE4, {"pass@1": "pass@1"}),
+    "table9": (["llama-2-7b"], NINE, MED3, {"acc": "Acc"}),
+    "table10": (["qwen2.5-math-1.5b", "qwen2.5-1.5b", "qwen2.5-1.5b-instruct", "deepseek-math-7b"],
+                {"qwen2.5-math-1.5b": NINE, "qwen2.5-1.5b": SMALL, "qwen2.5-1.5b-instruct": SMALL,
+                 "deepseek-math-7b": SMALL}, MATH5, P16),
+    "table11": (["qwen2.5-coder-3b"], CODE_NINE, CODE4, {"pass@1": "pass@1"}),
+    "table7": (["qwen2.5-math-1.5b"], [f"kd-beta{b}" for b in ("0.00", "0.25", "0.50", "0.75", "1.00")], MATH5, PASS16),
+    "table8": (["qwen2.5-math-1.5b", "qwen2.5-1.5b"],
+               {"qwen2.5-math-1.5b": ["prift-prob", "prift-prob-ref-qwen2.5-math-7b"],
+                "qwen2.5-1.5b": ["prift-prob", "prift-prob-ref-qwen2.5-math-1.5b"]}, MATH5, PASS16),
+    "table5": (["qwen2.5-math-1.5b", "qwen3-8b-base"], ["sft+rl", "dft+rl", "prift-prob+rl", "prift-mass+rl"], MATH5,
+               PASS16),
+}
+
+
+def test_default_recipe_with_overrides_resolves_to_each_domains_recipe():
+    raw = _load("config.yaml")
+    assert "default" in raw["training"] and len(raw["training"]["medical"]) < len(RECIPES_BEFORE["medical"])
+    training = C.validate(raw)["training"]
+    assert "default" not in training and set(RECIPES_BEFORE) <= set(training)   # one whole recipe per domain
+    for fig1c_domain in set(training) - set(RECIPES_BEFORE):           # Fig. 1c's references: their domain's recipe
+        assert fig1c_domain.startswith("medical-lowdata@ref") and training[fig1c_domain] == RECIPES_BEFORE[
+            "medical-lowdata"]
+    for domain, recipe in RECIPES_BEFORE.items():
+        assert set(training[domain]) == set(recipe), domain
+        for key, value in recipe.items():
+            got = training[domain][key]
+            assert got == value and type(got) is type(value), (domain, key, got, value)
+
+
+def test_paper_tables_take_their_runs_from_the_paper_specs():
+    raw = _load("config.yaml")
+    assert not any(k in spec for spec in raw["tables"].values() for k in C.TABLE_RUNS)   # said once: in SPECS
+    tables = C.validate(raw)["tables"]
+    assert list(tables) == list(TABLE_RUNS_BEFORE)
+    for t, lists in TABLE_RUNS_BEFORE.items():
+        for key, value in zip(C.TABLE_RUNS, lists):
+            assert tables[t][key] == value, (t, key)
+        assert tables[t]["caption"] == raw["tables"][t]["caption"] and tables[t]["domain"] == raw["tables"][t]["domain"]
+
+
+def test_resolution_is_idempotent_and_the_demo_lists_its_own():
+    cfg = C.validate(_load("config.yaml"))
+    assert C.validate(copy.deepcopy(cfg)) == cfg                       # the verbs validate the DAG's copy again
+    demo = C.validate(_load("demo.yaml"))
+    assert demo["tables"]["table3"]["backbones"] == ["tiny"] and demo["training"]["math"]["lr"] == 2e-3
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda c: c["training"].update(maths={"lr": 1e-5}), "config key 'training.maths': no domain 'maths' (did you "
+                                                          "mean 'math'?)"),
+    (lambda c: c["training"]["medical"].update(learning_rate=1e-5), "'training.medical.learning_rate': unknown key"),
+    (lambda c: c["tables"]["table7"].update(benchmarks=["math500"]), "config key 'tables.table7.benchmarks': a "
+                                                                     "paper_layout table shows the paper's runs"),
+    (lambda c: c["tables"].update(mine={"domain": "math", "methods": ["sft"]}),
+     "config key 'tables.mine': give its backbones, benchmarks, metrics"),
+    (lambda c: c["domains"].update(default=c["domains"]["math"]), "config key 'domains.default': the name of the "
+                                                                   "shared training recipe"),
+])
+def test_recipe_and_table_resolution_errors_name_the_key(edit, problem):
+    cfg = _load("config.yaml")
+    edit(cfg)
+    assert problem in _invalid(cfg)
+
+
+def test_a_paper_table_may_list_its_own_runs():
+    """A table named after a paper table but not in its layout may show fewer runs (as the demo's Table 3 does)."""
+    cfg = _load("config.yaml")
+    cfg["tables"]["table3"]["benchmarks"] = ["math500"]
+    assert C.validate(cfg)["tables"]["table3"]["benchmarks"] == ["math500"]

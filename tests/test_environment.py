@@ -85,6 +85,21 @@ def test_lock_python_is_environment_ymls_and_pyprojects():
     assert f"PYTHON_VERSION={header['python']}" in (REPO / "scripts" / "lock-cluster-env.sh").read_text()
 
 
+def test_every_rule_runs_in_environment_yml_which_names_the_locks_digest():
+    """Each rule's `conda:` is environment.yml (CONDA_ENV), and environment.yml carries the lock's sha256, so that
+    with --sdm conda a new lock is a new environment (docs/cluster-env.md)."""
+    import hashlib
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert 'CONDA_ENV = "../../environment.yml"' in common
+    assert ((REPO / "workflow" / "rules") / "../../environment.yml").resolve() == (REPO / "environment.yml").resolve()
+    envs = [m for p in (REPO / "workflow" / "rules").glob("*.smk") for m in re.findall(r"conda:\n\s+(\S+)",
+                                                                                         p.read_text())]
+    assert envs and set(envs) == {"CONDA_ENV"}
+    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    assert f"# lock sha256: {digest}\n" in (REPO / "environment.yml").read_text(), \
+        "environment.yml's '# lock sha256:' is not the lock's: rerun scripts/lock-cluster-env.sh"
+
+
 def test_this_environment_runs_the_locks_versions():
     """The tests run what the cluster runs: the lock's Python and, for every package of the lock installed here, its
     pinned version (torch's local CPU build, 2.13.0+cpu, counts as 2.13.0). A venv made before the lock changed fails

@@ -42,7 +42,6 @@ def test_every_figure_renders(name, tmp_path):
 
 import json
 import math
-import re
 import subprocess
 import sys
 
@@ -51,7 +50,9 @@ import yaml
 
 from prift import config as C
 from prift import figures as F
+from prift.paths import Layout, parse_eval, parse_run
 from tests.conftest import REPO
+from tests.dag import planned
 
 
 @pytest.fixture
@@ -229,27 +230,21 @@ def test_sweep_figure_plots_the_benchmark_mean(tmp_path, drawn):
 
 def test_paper_config_dry_run_lists_the_figure_jobs():
     figs = ("fig1c", "fig3b", "fig6a", "fig6b")
-    p = subprocess.run([sys.executable, "-m", "snakemake", *[f"results/figures/{f}.png" for f in figs], "-n",
-                        "--cores", "1", "--configfile", "config/config.yaml"], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
-    for f in figs:
-        assert re.search(rf"rule {f}:\n", out)
-    sft = set(re.findall(r"output: results/sft/([^/]+)/([^/]+)/([^/]+)/final", out))
+    L = Layout("results")
+    jobs = planned(REPO / "config" / "config.yaml", *(L.figure(f, "png") for f in figs))
+    assert jobs["figure"] == {L.figure(f, ext) for f in figs for ext in ("png", "pdf")}   # one rule, every figure
+    sft = {parse_run(p) for p in jobs["sft"]}
     assert {("math", "qwen2.5-math-1.5b", f"prift-mass@tau={t}") for t in ("0", "0.1", "0.5", "1")} <= sft
     assert {("math", "qwen2.5-math-1.5b", f"prift-prob@rho={r}") for r in ("0.9", "0.99", "0.999")} <= sft
     # Fig. 1c: the references are DFT and SFT runs on the first 2k … examples after the downstream 10k
     assert ("medical-lowdata@ref2000", "llama-2-7b", "dft") in sft and ("medical-lowdata@ref16000", "llama-2-7b",
                                                                          "sft") in sft
     assert ("medical-lowdata", "llama-2-7b", "prift-prob@ref=sft4000") in sft
-    scores = set(re.findall(r"output: results/scores/([^/]+)/([^/]+)/([^/]+)\.safetensors", out))
-    assert ("llama-2-7b+dft@8000", "llama-2-7b", "medical-lowdata") in scores
-    samples = set(re.findall(r"output: results/samples/math/qwen2.5-math-7b/([^/]+)/([^/]+)\.jsonl", out))
+    assert L.scores("llama-2-7b+dft@8000", "llama-2-7b", "medical-lowdata") in jobs["score"]
+    samples = {parse_eval(p)[2:] for p in jobs["generate"] if parse_eval(p)[:2] == ("math", "qwen2.5-math-7b")}
     assert samples == {(m, f"{b}@n=64") for m in ("sft", "dft", "prift-prob", "prift-mass")
                        for b in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}
-    counts = dict(re.findall(r"\n(\w+)\s+(\d+)", out.split("Job stats:")[1]))
-    assert counts["sft"] == "34"  # 18 (Fig. 1c) + 4 (3b) + 5 (6a, with dft and prift-prob) + 7 (6b)
+    assert len(jobs["sft"]) == 34  # 18 (Fig. 1c) + 4 (3b) + 5 (6a, with dft and prift-prob) + 7 (6b)
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from prift.paths import Layout
 from tests.conftest import REPO
+from tests.dag import planned
 
 pytestmark = pytest.mark.slow
 
@@ -116,28 +118,31 @@ def test_demo_figures_from_drift_probes(demo_run):
 
 def test_second_call_does_nothing(demo_run):
     _, path, _ = demo_run
-    p = snakemake(path, "-n")
-    assert p.returncode == 0
-    assert "Nothing to be done" in p.stdout + p.stderr
+    assert planned(path) == {}
 
 
 def test_deleting_one_checkpoint_reruns_exactly_its_dependents(demo_run):
-    base, path, _ = demo_run
+    base, path, cfg = demo_run
     import shutil
-    final = base / "results" / "sft" / "math" / "tiny" / "dft" / "final"
+    L = Layout(cfg["results"])
+    final = L.sft_final("math", "tiny", "dft")
     shutil.rmtree(final)
     # Snakemake 9 reruns a deleted intermediate output when it is named as a target (up-to-date downstream files
     # alone do not trigger it): `snakemake <deleted path> all`
-    p = snakemake(path, str(final), "all", "-n")
-    out = p.stdout + p.stderr
-    stats = out[out.index("Job stats"):]
-    table = stats.splitlines()[3:]
-    table = table[:table.index("")] if "" in table else table  # the job-stats table ends at the first blank line
-    counts = {l.split()[0]: int(l.split()[1]) for l in table if len(l.split()) == 2 and l.split()[1].isdigit()}
-    # dft is no RL init, so Table 5 stays; Table 3, its paired comparisons, its side by side with the paper and the
-    # cost summary are redone
-    assert counts == {"sft": 1, "generate": 2, "grade": 2, "metrics": 2, "table": 1, "paired": 1, "compare": 1,
-                      "costs": 1, "figures": 1, "all": 1, "total": 13}
+    benches = cfg["tables"]["table3"]["benchmarks"]
+    both = ("csv", "tex")
+    # dft is no RL init, so Table 5 stays; Table 3, its paired comparisons, its side by side with the paper, its
+    # figures and the cost summary are redone
+    assert planned(path, final, "all") == {
+        "sft": {final},
+        **{rule: {getattr(L, kind)("math", "tiny", "dft", b) for b in benches}
+           for rule, kind in (("generate", "samples"), ("grade", "grades"), ("metrics", "metrics"))},
+        "table": {L.table("table3", ext) for ext in both},
+        "paired": {L.table("table3", ext, "_paired") for ext in both},
+        "compare": {L.table("table3", ext, "_vs_paper") for ext in both} | {L.vs_paper_notes("table3")},
+        "costs": {L.costs()},
+        "figures": {L.table_figure("table3", f, ext) for f in ("fig1a", "fig1b", "fig3a", "fig3c")
+                    for ext in ("png", "pdf")}}
     p = snakemake(path, str(final), "all")
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
 

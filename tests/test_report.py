@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,8 @@ import yaml
 
 from prift import costs
 from prift.cli import main as cli_main
+from prift.io import write_json, write_jsonl
+from prift.paths import Layout
 from tests.conftest import REPO
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -99,9 +102,26 @@ def report_config(results) -> dict:
     cfg["results"] = str(results)
     for key in ("rl", "figures"):
         cfg.pop(key, None)
-    cfg["analysis"] = {"every": 0}
-    cfg["tables"] = {"table3": dict(cfg["tables"]["table3"], methods=list(METHODS), benchmarks=list(BENCHES))}
+    # drift probes on, so that the table's mechanism figures are part of the DAG (written by hand in the test)
+    cfg["analysis"] = dict(cfg["analysis"], tables=["table3"])
+    cfg["tables"] = {"table3": dict(cfg["tables"]["table3"], methods=list(METHODS), benchmarks=list(BENCHES),
+                                    paired={"methods": ["sft"], "baselines": ["original"]})}
     return cfg
+
+
+RED = (255, 0, 0)
+
+
+def red_figures(results):
+    """The mechanism figures of table3 (rule `figures`' outputs, not run here): PNGs of one pure red square each,
+    which a screenshot of the report can find."""
+    from PIL import Image
+    L = Layout(results)
+    for fig in ("fig1a", "fig1b", "fig3a", "fig3c"):
+        for ext in ("png", "pdf"):
+            path = Path(L.table_figure("table3", fig, ext))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (240, 160), RED).save(path)
 
 
 def snakemake(cfg_path, *args):
@@ -112,6 +132,7 @@ def snakemake(cfg_path, *args):
 @pytest.mark.slow
 def test_report_holds_tables_side_by_side_costs_and_config(tmp_path):
     results = tmp_path / "results"
+    L = Layout(results)
     cfg = report_config(results)
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -120,20 +141,26 @@ def test_report_holds_tables_side_by_side_costs_and_config(tmp_path):
             recs = [{"run": f"math/tiny/{m}", "domain": "math", "backbone": "tiny", "method": m, "variant": "",
                      "benchmark": b, "metric": metric, "value": v + i, "ci_low": v + i - 1, "ci_high": v + i + 1,
                      "n_problems": 24} for metric, v in (("avg@16", 10.0), ("pass@16", 40.0))]
-            path = results / "metrics" / "math" / "tiny" / m / f"{b}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(recs))
-            grades = results / "grades" / "math" / "tiny" / m / f"{b}.jsonl"   # the paired comparisons read these
-            grades.parent.mkdir(parents=True, exist_ok=True)
-            grades.write_text("".join(json.dumps({"id": str(q), "sample": k, "qwen": (q + k + i) % 4 == 0,
-                                                  "math_verify": (q + k + i) % 4 == 0}) + "\n"
-                                      for q in range(24) for k in range(16)))
-    bench(results / "benchmarks" / "sft" / "math" / "tiny" / "sft.tsv", (720, 900))
-    bench(results / "benchmarks" / "score" / "tiny" / "math.tsv", (180, 800))
+            write_json(L.metrics("math", "tiny", m, b), recs)
+            # and the grades the paired comparisons read: problem p solved by p % 16 (+ i) of its 16 samples
+            write_jsonl(L.grades("math", "tiny", m, b), [
+                {"id": f"{b}-{p}", "sample": k, "qwen": k < p % 16 + i, "math_verify": k < p % 16 + i}
+                for p in range(24) for k in range(16)])
+    bench(Path(L.timing("sft", "math", "tiny", "sft")), (720, 900))
+    bench(Path(L.timing("score", "tiny", "math")), (180, 800))
 
-    run = snakemake(cfg_path, "--allowed-rules", "table", "paired", "compare", "costs", "config_used", "all")
+    red_figures(results)
+    run = snakemake(cfg_path, "--allowed-rules", "table", "paired", "compare", "costs", "config_used", "summary",
+                    "frontpage", "all")
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     tables = results / "tables"
+    # the summary and the front page, written by their rules from the paired comparisons
+    summary = (results / "summary.md").read_text()
+    assert summary.startswith("# What this run shows") and "## table3" in summary, summary[:500]
+    assert "- SFT vs Original (Tiny-Qwen2 (demo), avg@16): +6.25 points" in summary, summary   # in a sentence
+    front = (results / "report" / "front.rst").read_text()
+    assert front.startswith("Main table: table3") and front.count("data:image/png;base64,") == 4
+    assert "SFT vs Original" in front
     vs = pd.read_csv(tables / "table3_vs_paper.csv", dtype=str, keep_default_na=False)
     tiny = vs[vs.backbone == "tiny"]
     assert len(vs[vs.backbone != "tiny"]) == 18 * 12 and set(tiny.paper) == {"—"}
@@ -154,9 +181,66 @@ def test_report_holds_tables_side_by_side_costs_and_config(tmp_path):
                    "Config used"):
         assert needle in text, needle
     assert f"&quot;results&quot;: &quot;{results}&quot;" in text or f'"results": "{results}"' in text
+    assert "Main table" in text and "Paired comparisons" in text
     zipped = tmp_path / "report.zip"
     run = snakemake(cfg_path, "--report", str(zipped))
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     names = zipfile.ZipFile(zipped).namelist()
     assert any(n.endswith("report.html") for n in names)
     assert any(n.endswith("table3_vs_paper.csv") for n in names) and any(n.endswith("costs.csv") for n in names)
+
+
+@pytest.mark.slow
+def test_report_opens_on_the_results_in_a_browser(tmp_path, chromium):
+    """The report, rendered by headless Chromium, opens on the main table (a value of table3.csv is on the page), its
+    paired comparisons and the mechanism figures (the red squares are on the screenshot)."""
+    from PIL import Image
+    results = tmp_path / "results"
+    L = Layout(results)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(report_config(results)))
+    for i, m in enumerate(METHODS):
+        for b in BENCHES:
+            write_json(L.metrics("math", "tiny", m, b), [
+                {"run": f"math/tiny/{m}", "domain": "math", "backbone": "tiny", "method": m, "variant": "",
+                 "benchmark": b, "metric": metric, "value": v + 7.25 * i, "ci_low": v - 1, "ci_high": v + 9,
+                 "n_problems": 24} for metric, v in (("avg@16", 10.5), ("pass@16", 40.5))])
+            write_jsonl(L.grades("math", "tiny", m, b), [
+                {"id": f"{b}-{p}", "sample": k, "qwen": k < p % 16 + i, "math_verify": k < p % 16 + i}
+                for p in range(24) for k in range(16)])
+    red_figures(results)
+    run = snakemake(cfg_path, "--allowed-rules", "table", "paired", "compare", "costs", "config_used", "summary",
+                    "frontpage", "all")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    html = tmp_path / "report.html"
+    run = snakemake(cfg_path, "--report", str(html))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    table = pd.read_csv(L.table("table3", "csv"), dtype=str, keep_default_na=False)
+    value = "17.75"   # SFT's Avg@16 on both benchmarks: 10.5 + 7.25
+    assert value in table.to_csv()
+    dom, png = chromium(html, tmp_path)
+    import re
+    visible = re.sub(r"<script.*?</script>", "", dom, flags=re.S)
+    assert "Main table: table3" in visible and "Paired comparisons" in visible
+    assert value in visible and "Avg@16" in visible and "mailto:" not in visible   # a metric, not an e-mail link
+    assert visible.count("data:image/png;base64,") >= 4
+    shot = Image.open(png).convert("RGB")
+    red = sum(1 for px in shot.getdata() if px == RED)
+    assert red > 240 * 160 * 0.5, f"no figure visible on the report's first screen ({red} red pixels)"
+
+
+def test_one_caption_per_figure_of_the_figure_rule():
+    """Rule `figure` makes every figure of `figures:` and has one caption file; Snakemake renders it with Jinja for
+    each job (trim_blocks, lstrip_blocks, `snakemake.wildcards`): each figure gets its own text."""
+    from types import SimpleNamespace
+
+    from jinja2 import Environment
+    env = Environment(trim_blocks=True, lstrip_blocks=True)
+    caption = (REPO / "workflow" / "report" / "figure.rst").read_text()
+    figures = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["figures"]
+    texts = {}
+    for fig in figures:
+        text = env.from_string(caption).render(snakemake=SimpleNamespace(wildcards=SimpleNamespace(figure=fig)))
+        texts[fig] = text.strip()
+        assert texts[fig].startswith(f"Fig. {fig[3:]}"), (fig, texts[fig][:40])
+    assert len(set(texts.values())) == len(figures)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -15,7 +13,9 @@ import yaml
 
 from prift import cli, config as C, tables as T
 from prift.data import demo_math, read_jsonl
+from prift.paths import Layout
 from tests.conftest import REPO
+from tests.dag import planned
 from tests.test_rl import tiny_backbone  # noqa: F401  (conftest's backbone, built with one intra-op thread)
 
 
@@ -188,32 +188,19 @@ def test_metrics_of_an_rl_run_are_variant_rl(tmp_path):
 # Snakemake
 
 
-def _job_counts(out: str) -> dict:
-    stats = out[out.index("Job stats"):].splitlines()[3:]
-    stats = stats[:stats.index("")] if "" in stats else stats
-    return {l.split()[0]: int(l.split()[1]) for l in stats if len(l.split()) == 2 and l.split()[1].isdigit()}
-
-
-def _dry_run(cfg_path, *targets):
-    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", *targets, "--cores", "1", "--configfile",
-                        str(cfg_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    return p.stdout + p.stderr
-
-
 def test_demo_dry_run_lists_rl_jobs_and_table5(tmp_path):
     cfg = _demo()
     cfg["results"] = str(tmp_path / "results")
-    out = _dry_run(_write(cfg, tmp_path / "c.yaml"))
-    counts = _job_counts(out)
-    assert counts["rl"] == 2 and counts["prepare_rl"] == 1 and counts["table"] == 2
+    jobs = planned(_write(cfg, tmp_path / "c.yaml"))
+    L = Layout(cfg["results"])
+    assert jobs["rl"] == {L.rl_final("math", "tiny", m) for m in ("sft", "prift-mass")}
+    assert jobs["prepare_rl"] == {L.rl_prompts("math")}
+    assert jobs["table"] == {L.table(t, ext) for t in ("table3", "table5") for ext in ("csv", "tex")}
     # evaluation: 5 methods of table3 + 2 RL runs, on 5 benchmarks each
-    assert counts["generate"] == counts["metrics"] == (5 + 2) * 5
-    res = tmp_path / "results"
-    for path in (res / "rl/math/tiny/sft/final", res / "rl/math/tiny/prift-mass/final", res / "tables/table5.csv",
-                 res / "metrics/math/tiny/prift-mass+rl/aime24.json", res / "data/math/rl_prompts.jsonl"):
-        assert str(path) in out, path
-    assert f"--model {res}/rl/math/tiny/sft/final" in out or "rl/math/tiny/sft/final" in out
+    runs = ["original", "sft", "dft", "prift-prob", "prift-mass", "sft+rl", "prift-mass+rl"]
+    benches = cfg["tables"]["table3"]["benchmarks"]
+    assert jobs["generate"] == {L.samples("math", "tiny", m, b) for m in runs for b in benches}
+    assert jobs["metrics"] == {L.metrics("math", "tiny", m, b) for m in runs for b in benches}
 
 
 @pytest.mark.slow
@@ -223,9 +210,9 @@ def test_paper_dry_run_lists_table5_rl_jobs(tmp_path):
     cfg["tables"] = {"table5": cfg["tables"]["table5"]}
     cfg.pop("figures", None)
     cfg["analysis"]["tables"] = ["table5"]  # the paper's probe tables (2, 3) are not in this cut-down config
-    out = _dry_run(_write(cfg, tmp_path / "c.yaml"))
-    counts = _job_counts(out)
-    assert counts["rl"] == 8 and counts["sft"] == 8 and counts["prepare_rl"] == 1
-    for b in ("qwen2.5-math-1.5b", "qwen3-8b-base"):
-        for m in ("sft", "dft", "prift-prob", "prift-mass"):
-            assert f"{tmp_path}/results/rl/math/{b}/{m}/final" in out
+    jobs = planned(_write(cfg, tmp_path / "c.yaml"))
+    L = Layout(cfg["results"])
+    inits = ("sft", "dft", "prift-prob", "prift-mass")
+    assert jobs["rl"] == {L.rl_final("math", b, m) for b in ("qwen2.5-math-1.5b", "qwen3-8b-base") for m in inits}
+    assert jobs["sft"] == {L.sft_final("math", b, m) for b in ("qwen2.5-math-1.5b", "qwen3-8b-base") for m in inits}
+    assert jobs["prepare_rl"] == {L.rl_prompts("math")}

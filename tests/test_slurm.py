@@ -164,7 +164,7 @@ def _check_paper_requests(out: str):
     sft = {(int(r["mem_mb"]), int(r["runtime"])) for rule, r in jobs if rule == "sft"}
     assert len(sft) >= 2 and min(sft) < max(sft), sft
     for rule, res in jobs:
-        if rule in ("all", "config_used"):  # localrules: never submitted
+        if rule in ("all", "config_used", "summary", "frontpage"):  # localrules: never submitted
             continue
         assert "runtime" in res and "mem_mb" in res, (rule, res)
         if rule == "sft":
@@ -251,7 +251,8 @@ def test_jobs_went_through_sbatch(slurm_run):
     # grade + metrics of one (run, benchmark) share one job (the profile's group "evaluate")
     assert {k: len(v) for k, v in by_rule.items()} == {
         "build_backbone": 1, "prepare_train": 1, "prepare_benchmark": 2, "score": 1, "sft": 1, "generate": 4,
-        "evaluate_grade_metrics": 4, "table": 1, "compare": 1, "costs": 1}, sorted(by_rule)  # config_used: local
+        "evaluate_grade_metrics": 4, "table": 1, "paired": 1, "compare": 1, "costs": 1}, sorted(by_rule)
+    # config_used, summary, frontpage: localrules (a copy, two small text renderings), never submitted
     # every request of the resource table reached SLURM: GPUs (fake GRES), CPUs, memory, time limit, one node
     table = resources.load()
     for rule, recs in by_rule.items():
@@ -293,8 +294,8 @@ def test_second_call_submits_nothing(slurm_run):
 
 def _expected_rerun() -> dict[str, int]:
     n = len(BENCHMARKS)
-    return {"sft": 1, "generate": n, "grade": n, "metrics": n, "table": 1, "compare": 1, "costs": 1, "all": 1,
-            "total": 5 + 3 * n}
+    return {"sft": 1, "generate": n, "grade": n, "metrics": n, "table": 1, "paired": 1, "compare": 1, "costs": 1,
+            "summary": 1, "frontpage": 1, "all": 1, "total": 8 + 3 * n}
 
 
 @pytest.mark.slurm

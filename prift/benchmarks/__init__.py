@@ -85,7 +85,8 @@ def metrics(cfg: dict, run: str, name: str, grades: str | Path, out: str | Path,
     (json), labelled with the run, its method and variant (an RL run `<init>+rl` is method <init>, variant "rl")."""
     from prift.config import ORIGINAL, RL_VARIANT, rl_init
     from prift.io import write_json
-    domain, backbone, method = run.split("/")
+    from prift.paths import split_run_id
+    domain, backbone, method = split_run_id(run)
     k = kind_of(cfg, name)
     # `original` is the backbone itself, the same model whatever the domain: never a variant
     variant = "" if method == ORIGINAL else cfg["domains"][domain].get("variant", "")

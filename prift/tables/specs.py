@@ -1,5 +1,16 @@
 """Table specs: which runs × benchmarks × metrics a table shows, in which order (`TableSpec`); the paper's
 Tables 2-11 (`SPECS`); specs from plain dicts and from the project config (`spec_from_dict`, `specs_from_config`).
+
+SPECS is the one definition of the paper's tables. The config's `tables:` names which tables a config makes and
+what is its own (domain, caption, paired comparisons); a table named after a paper table takes the runs it does not
+list - backbones, methods, benchmarks, metrics - from its spec here (prift.config.paper_table_runs, resolved at
+validation), so config/config.yaml lists none and the DAG runs what these specs show. A config of its own (the
+demo's Table 3 on a tiny backbone) lists its runs and renders them with the config's labels, the fields it leaves out
+(marks, row header, average label) coming from the spec of the same name (`spec_from_dict`). A `paper_layout` table
+renders with the spec itself (rows, columns and cells, e.g. Table 2's rules as columns) and shows its runs only.
+A row's method key may list alternatives "a|b": the first present in the metrics is shown (the paper's
+transcription, config/paper/, names the first); the run behind the row is the last (Table 8's rows of a student's
+own statistics read the run `prift-prob`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-# Config validation and the helpers that map wildcards to files. No logic of its own: prift.config decides.
+# Config validation and the helpers that map wildcards to files; no logic of its own. prift decides: prift.config the
+# runs, prift.paths where every file lives (`L`, read by every rule for its outputs, inputs, logs and timing files).
 import hashlib
 import json
 import re
@@ -10,6 +11,8 @@ from snakemake.utils import validate
 from prift import config as C
 from prift import resources as R
 from prift.data import TOKENIZATION
+from prift.io import write_text
+from prift.paths import TABLE_PARTS, run_id
 
 # prift's validation first: one line per problem (`config key '...': ...`), numbers written 2e-3 read as numbers, files
 # and batch sizes checked; Snakemake's own validation then only fills in the schema's defaults.
@@ -19,15 +22,13 @@ except C.ConfigError as e:
     raise WorkflowError(str(e))
 validate(config, "../schemas/config.schema.yaml")
 
-RESULTS = str(C.results(config))
+L = C.layout(config)
 # The CLI verbs read the same validated config, written once per content (so different configs never clash and a
 # rerun with the same config rewrites nothing).
 _text = json.dumps(config, indent=1, sort_keys=True)
-CONFIG_FILE = f"{RESULTS}/.config/{hashlib.sha256(_text.encode()).hexdigest()[:12]}.json"
+CONFIG_FILE = L.config_copy(hashlib.sha256(_text.encode()).hexdigest()[:12])
 if not Path(CONFIG_FILE).exists():
-    Path(CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
-    Path(CONFIG_FILE + ".tmp").write_text(_text)
-    Path(CONFIG_FILE + ".tmp").replace(CONFIG_FILE)
+    write_text(CONFIG_FILE, _text)
 
 PRIFT = f"{sys.executable} -m prift.cli"
 
@@ -40,6 +41,39 @@ wildcard_constraints:
     reference="[^/]+",
     student="[^/]+",
 
+
+class Untracked:
+    """A params value that reaches a shell command (`{params.<name>}`) without being a rerun trigger: Snakemake
+    records only params of Python's built-in types. For what every job is handed alike and must not rerun it."""
+
+    def __init__(self, value):
+        self.value = str(value)
+
+    def __str__(self):
+        return self.value
+
+    def __repr__(self):
+        return f"Untracked({self.value!r})"
+
+
+def cli():
+    """`params: **cli()`: `{params.prift}`, the command that runs a prift verb in this environment, and
+    `{params.config}`, the validated config's file, whose name changes with any key of the config - the part of the
+    config a job reads is its own `sig` param, which does rerun it."""
+    return {"prift": Untracked(PRIFT), "config": Untracked(CONFIG_FILE)}
+
+
+def one_of(keys):
+    """A wildcard regex matching exactly these names (none: a regex that matches nothing)."""
+    keys = [re.escape(k) for k in keys]
+    return "(?:" + "|".join(keys) + ")" if keys else "(?!)"
+
+
+# The software environment of all the rules (`conda:`, a path relative to workflow/rules) is the cluster environment. Without
+# `--sdm conda` Snakemake only records its text (the jobs run in the submitting shell's environment: sbatch exports
+# it); with it, Snakemake builds the environment from the file, named by the hash of its text, which carries the
+# lock's digest (scripts/lock-cluster-env.sh) so that a new lock builds a new environment.
+CONDA_ENV = "../../environment.yml"
 
 RESOURCE_TABLE = R.load(Path(workflow.basedir) / "workflow" / "profiles" / "default" / "resources.yaml")
 
@@ -100,64 +134,64 @@ def bench_sig(benchmark, *keys):
 
 def backbone_input(backbone):
     """The DAG-built backbone directory (or a fine-tuned run's, Fig. 1c's references), nothing for hub/local ones."""
-    if config["backbones"][backbone].get("build"):
-        return f"{RESULTS}/backbones/{backbone}"
-    if config["backbones"][backbone].get("run"):
+    if config["backbones"][backbone].get("build") or config["backbones"][backbone].get("run"):
         return C.backbone_path(config, backbone)
     return []
 
 
 def get_scores(wildcards):
-    """The cached statistics a run reads: those of its reference on the run's own tokenisation of its data
-    (rule score: scores/<reference>/<student>/<domain>; the pretrained source is its own reference)."""
+    """The cached statistics a run reads: those of its reference on the run's own tokenisation of its data (the
+    score rule's scores/<reference>/<student>/<domain>; the pretrained source is its own reference)."""
     ref = C.reference_of(config, wildcards.backbone, wildcards.method)
     if ref is None:
         return []
-    return f"{RESULTS}/scores/{ref}/{wildcards.backbone}/{wildcards.domain}.safetensors"
+    return L.scores(ref, wildcards.backbone, wildcards.domain)
 
 
 def get_model(wildcards):
+    """The weights a run is evaluated with: the backbone's (`original`), the SFT or the RL run's final model."""
     if wildcards.method == C.ORIGINAL:
         return backbone_input(wildcards.backbone)
-    if C.rl_init(wildcards.method) is not None:   # `<init>+rl`: the RL checkpoint (rules/rl.smk)
-        return C.model_dir(config, wildcards.domain, wildcards.backbone, wildcards.method)
-    return f"{RESULTS}/sft/{wildcards.domain}/{wildcards.backbone}/{wildcards.method}/final"
+    return C.model_dir(config, wildcards.domain, wildcards.backbone, wildcards.method)
 
 
 def rl_init_model(wildcards):
     """The SFT checkpoint an RL run starts from."""
-    return f"{RESULTS}/sft/{wildcards.domain}/{wildcards.backbone}/{wildcards.init}/final"
+    return L.sft_final(wildcards.domain, wildcards.backbone, wildcards.init)
 
 
 def model_arg(wildcards):
     return C.model_dir(config, wildcards.domain, wildcards.backbone, wildcards.method)
 
 
+def run_arg(wildcards):
+    """`--run` of the metrics verb: the run's id (prift.paths.run_id), recorded in its metrics."""
+    return run_id(wildcards.domain, wildcards.backbone, wildcards.method)
+
+
 def table_metrics(table):
     spec = config["tables"][table]
-    return [f"{RESULTS}/metrics/{spec['domain']}/{b}/{m}/{bench}.json" for b, m, bench in C.table_cells(spec)]
+    return [L.metrics(spec["domain"], b, m, bench) for b, m, bench in C.table_cells(spec)]
 
 
 def table_grades(table):
     """The grades of every cell of a table (the paired comparisons read per-problem verdicts)."""
     spec = config["tables"][table]
-    return [f"{RESULTS}/grades/{spec['domain']}/{b}/{m}/{bench}.jsonl" for b, m, bench in C.table_cells(spec)]
+    return [L.grades(spec["domain"], b, m, bench) for b, m, bench in C.table_cells(spec)]
 
 
 def benchmarks_of_kind(*kinds):
-    """A wildcard regex matching exactly the benchmarks of these kinds (none: a regex that matches nothing), so that
-    sampled benchmarks (math, evalplus, livecodebench) and directly scored ones (mcq) reach their grades through
-    different rules."""
-    names = [re.escape(b) for b, spec in config["benchmarks"].items() if spec["kind"] in kinds]
-    return "(?:" + "|".join(names) + ")" if names else "(?!)"
+    """A wildcard regex matching exactly the benchmarks of these kinds, so that sampled benchmarks (math, evalplus,
+    livecodebench) and directly scored ones (mcq) reach their grades through different rules."""
+    return one_of(b for b, spec in config["benchmarks"].items() if spec["kind"] in kinds)
 
 
-FIGURE_NAMES = ("fig1a", "fig1b", "fig3a", "fig3c")
+TABLE_FIGURES = ("fig1a", "fig1b", "fig3a", "fig3c")   # of each table of analysis.tables, from its runs' probes
 
 
 def table_probes(table):
     """The drift probes of a table's fine-tuned runs (their SFT output directories hold probes.jsonl)."""
-    return [f"{RESULTS}/sft/{d}/{b}/{m}/final" for d, b, m in C.table_runs_of(config, table)
+    return [L.sft_final(d, b, m) for d, b, m in C.table_runs_of(config, table)
             if m != C.ORIGINAL and C.rl_init(m) is None]
 
 
@@ -165,29 +199,34 @@ def all_figures():
     """The table figures (Fig. 1a/1b/3a/3c of `analysis.tables`) and every figure of `figures:` (those drawn from
     drift probes, Fig. 4 and 5, only when analysis.every > 0, as the table figures)."""
     probes = bool(config["analysis"].get("every"))
-    out = [f"{RESULTS}/figures/{fig}.{ext}" for fig in config.get("figures") or {} for ext in ("png", "pdf")
+    out = [L.figure(fig, ext) for fig in config.get("figures") or {} for ext in ("png", "pdf")
            if probes or fig not in C.PROBE_FIGURES]
     if not probes:
         return out
-    return [f"{RESULTS}/figures/{t}/{f}.{ext}" for t in config["analysis"].get("tables", [])
-            for f in FIGURE_NAMES for ext in ("png", "pdf")] + out
+    return [L.table_figure(t, f, ext) for t in config["analysis"].get("tables", [])
+            for f in TABLE_FIGURES for ext in ("png", "pdf")] + out
+
+
+def paper_csv(table):
+    """The paper's transcription of a table (config/paper/<table>.csv; a wildcard pattern as well)."""
+    return str(Path(workflow.basedir, "config", "paper", f"{table}.csv"))
 
 
 def has_paper(table):
-    return Path(workflow.basedir, "config", "paper", f"{table}.csv").exists()
+    return Path(paper_csv(table)).exists()
 
 
 def all_tables():
-    """Every table (CSV + LaTeX), its side by side with the paper where the paper has that table
-    (config/paper/<table>.csv), the cost of each stage and the config used (both shown in the report)."""
-    return ([f"{RESULTS}/tables/{t}{part}.{ext}" for t in config["tables"] for part in ("", "_paired")
-             for ext in ("csv", "tex")]
-            + [f"{RESULTS}/tables/{t}_vs_paper.{ext}" for t in config["tables"] if has_paper(t)
-               for ext in ("csv", "tex")]
-            + [f"{RESULTS}/tables/costs.csv", f"{RESULTS}/report/config.json"])
+    """Every table (CSV + LaTeX) and its paired comparisons, its side by side with the paper where the paper has that
+    table (config/paper/<table>.csv), the cost of each stage and the config used (both shown in the report), the
+    summary and the report's front page."""
+    table_and_paired = TABLE_PARTS[:2]
+    return ([L.table(t, ext, part) for t in config["tables"] for part in table_and_paired for ext in ("csv", "tex")]
+            + [L.table(t, ext, "_vs_paper") for t in config["tables"] if has_paper(t) for ext in ("csv", "tex")]
+            + [L.costs(), L.config_used(), L.summary(), L.front_page()])
 
 
-# ---- report: the GPUs of each stage, for the GPU-hours of rule costs (tables.smk) ---------------------------------
+# ---- report: the GPUs of each stage, for the GPU-hours of the costs rule (tables.smk) -------------------------------
 def gpus_of(stage, backbone=None):
     """GPUs one job of `stage` (a rule) on `backbone` requests: --set-resources if given, else the resource table
     (stage_resources above), 0 for CPU-only stages."""

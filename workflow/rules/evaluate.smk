@@ -7,42 +7,48 @@
 rule generate:
     """n samples per problem, kept for audit; grading can be redone without regenerating."""
     input:
-        problems=f"{RESULTS}/data/benchmarks/{{benchmark}}.jsonl",
+        problems=L.problems("{benchmark}"),
         model=get_model,
     output:
-        f"{RESULTS}/samples/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.jsonl",
+        L.samples("{domain}", "{backbone}", "{method}", "{benchmark}"),
     wildcard_constraints:
         benchmark=benchmarks_of_kind("math", "evalplus", "livecodebench"),
     params:
+        **cli(),
         sig=lambda w: section_sig("generation") + bench_sig(w.benchmark, "generation") + backbone_sig(w.backbone),
         model=model_arg,
     resources:
         **stage_resources("generate"),
     log:
-        f"{RESULTS}/logs/generate/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.log",
+        L.log("generate", "{domain}", "{backbone}", "{method}", "{benchmark}"),
     benchmark:
-        f"{RESULTS}/benchmarks/generate/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.tsv"
+        L.timing("generate", "{domain}", "{backbone}", "{method}", "{benchmark}")
+    conda:
+        CONDA_ENV
     shell:
-        "{PRIFT} generate --config {CONFIG_FILE} --model {params.model} --backbone {wildcards.backbone}"
+        "{params.prift} generate --config {params.config} --model {params.model} --backbone {wildcards.backbone}"
         " --benchmark {wildcards.benchmark} --problems {input.problems} --out {output} > {log} 2>&1"
 
 
 rule grade:
     input:
-        problems=f"{RESULTS}/data/benchmarks/{{benchmark}}.jsonl",
-        samples=f"{RESULTS}/samples/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.jsonl",
+        problems=L.problems("{benchmark}"),
+        samples=L.samples("{domain}", "{backbone}", "{method}", "{benchmark}"),
     output:
-        f"{RESULTS}/grades/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.jsonl",
+        L.grades("{domain}", "{backbone}", "{method}", "{benchmark}"),
     wildcard_constraints:
         benchmark=benchmarks_of_kind("math", "evalplus", "livecodebench"),
     params:
+        **cli(),
         sig=lambda w: bench_sig(w.benchmark, "kind", "format", "version", "chat", "timeout"),
     resources:
         **stage_resources("grade"),
     log:
-        f"{RESULTS}/logs/grade/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.log",
+        L.log("grade", "{domain}", "{backbone}", "{method}", "{benchmark}"),
+    conda:
+        CONDA_ENV
     shell:
-        "{PRIFT} grade --config {CONFIG_FILE} --benchmark {wildcards.benchmark} --problems {input.problems}"
+        "{params.prift} grade --config {params.config} --benchmark {wildcards.benchmark} --problems {input.problems}"
         " --samples {input.samples} --out {output} > {log} 2>&1"
 
 
@@ -52,34 +58,41 @@ rule grade_mcq:
     input:
         model=get_model,
     output:
-        f"{RESULTS}/grades/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.jsonl",
+        L.grades("{domain}", "{backbone}", "{method}", "{benchmark}"),
     wildcard_constraints:
         benchmark=benchmarks_of_kind("mcq"),
     params:
+        **cli(),
         sig=lambda w: section_sig("benchmarks", w.benchmark) + backbone_sig(w.backbone),
         model=model_arg,
     resources:
         **stage_resources("grade_mcq"),
     log:
-        f"{RESULTS}/logs/grade/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.log",
+        L.log("grade", "{domain}", "{backbone}", "{method}", "{benchmark}"),
     benchmark:
-        f"{RESULTS}/benchmarks/grade_mcq/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.tsv"
+        L.timing("grade_mcq", "{domain}", "{backbone}", "{method}", "{benchmark}")
+    conda:
+        CONDA_ENV
     shell:
-        "{PRIFT} grade --config {CONFIG_FILE} --benchmark {wildcards.benchmark} --model {params.model}"
+        "{params.prift} grade --config {params.config} --benchmark {wildcards.benchmark} --model {params.model}"
         " --out {output} > {log} 2>&1"
 
 
 rule metrics:
     input:
-        f"{RESULTS}/grades/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.jsonl",
+        L.grades("{domain}", "{backbone}", "{method}", "{benchmark}"),
     output:
-        f"{RESULTS}/metrics/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.json",
+        L.metrics("{domain}", "{backbone}", "{method}", "{benchmark}"),
     params:
+        **cli(),
         sig=lambda w: section_sig("evaluation") + config["domains"][w.domain].get("variant", ""),
+        run=run_arg,
     resources:
         **stage_resources("metrics"),
     log:
-        f"{RESULTS}/logs/metrics/{{domain}}/{{backbone}}/{{method}}/{{benchmark}}.log",
+        L.log("metrics", "{domain}", "{backbone}", "{method}", "{benchmark}"),
+    conda:
+        CONDA_ENV
     shell:
-        "{PRIFT} metrics --config {CONFIG_FILE} --run {wildcards.domain}/{wildcards.backbone}/{wildcards.method}"
-        " --benchmark {wildcards.benchmark} --grades {input} --out {output} > {log} 2>&1"
+        "{params.prift} metrics --config {params.config} --run {params.run} --benchmark {wildcards.benchmark}"
+        " --grades {input} --out {output} > {log} 2>&1"

@@ -2,13 +2,14 @@ rule sft:
     """Weighted SFT of one (domain, backbone, method). Trainer checkpoints live beside `final/` (not an output), so a
     killed job resumes from its last checkpoint when it is run again."""
     input:
-        data=f"{RESULTS}/data/{{domain}}/train.jsonl",
-        heldout=f"{RESULTS}/data/{{domain}}/heldout.jsonl",
+        data=L.train("{domain}"),
+        heldout=L.heldout("{domain}"),
         model=lambda w: backbone_input(w.backbone),
         scores=get_scores,
     output:
-        directory(f"{RESULTS}/sft/{{domain}}/{{backbone}}/{{method}}/final"),
+        directory(L.sft_final("{domain}", "{backbone}", "{method}")),
     params:
+        **cli(),
         launch=launcher("sft"),
         sig=lambda w: section_sig("methods", w.method) + section_sig("training", w.domain) + section_sig("analysis")
         + backbone_sig(w.backbone, config["methods"][w.method].get("reference") or w.backbone) + TOKENIZATION,
@@ -16,9 +17,12 @@ rule sft:
     resources:
         **stage_resources("sft"),
     log:
-        f"{RESULTS}/logs/sft/{{domain}}/{{backbone}}/{{method}}.log",
+        L.log("sft", "{domain}", "{backbone}", "{method}"),
     benchmark:
-        f"{RESULTS}/benchmarks/sft/{{domain}}/{{backbone}}/{{method}}.tsv"
+        L.timing("sft", "{domain}", "{backbone}", "{method}")
+    conda:
+        CONDA_ENV
     shell:
-        "{params.launch} sft --config {CONFIG_FILE} --domain {wildcards.domain} --backbone {wildcards.backbone}"
-        " --method {wildcards.method} --data {input.data} --heldout {input.heldout} {params.scores} --out {output} > {log} 2>&1"
+        "{params.launch} sft --config {params.config} --domain {wildcards.domain} --backbone {wildcards.backbone}"
+        " --method {wildcards.method} --data {input.data} --heldout {input.heldout} {params.scores} --out {output}"
+        " > {log} 2>&1"
