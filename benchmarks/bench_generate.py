@@ -38,7 +38,7 @@ def build_models(root: Path, tiny: Path | None) -> dict[str, Path]:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
     from prift.backbone import build_tiny
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     if tiny is None:
         tiny = root / "tiny"
         build_tiny(tiny, demo_math("pretrain", 4000), pretrain_steps=400, seed=0, log=print)  # config/demo.yaml's
@@ -58,7 +58,8 @@ def build_models(root: Path, tiny: Path | None) -> dict[str, Path]:
 
 def run_cpu(args) -> None:
     import torch
-    from prift.data import demo_math, read_jsonl
+    from prift.data import read_jsonl
+    from prift.demo_data import demo_math
     from prift.generate import generate
     torch.set_num_threads(args.threads)
     all_problems = [{"id": f"p{i}", "problem": r["problem"]} for i, r in enumerate(demo_math("math500", args.prompts))]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 def main(argv=None) -> dict:
     from transformers import TrainerCallback
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     from prift.rl import RLRecipe, rl_prompts, train_rl
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -196,7 +196,7 @@ def section_score(s: dict, device: str, sft_tokens_per_s: float) -> dict:
 
 def tiny_backbone(root: Path, steps: int = 40) -> Path:
     from prift.backbone import build_tiny
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     out = root / "tiny"
     if not (out / "config.json").exists():
         build_tiny(out, demo_math("pretrain", 1500), pretrain_steps=steps, seed=0, max_position_embeddings=1024,
@@ -206,7 +206,7 @@ def tiny_backbone(root: Path, steps: int = 40) -> Path:
 
 def section_dapo(root: Path, gpu: bool) -> dict:
     from prift import rl
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     model = tiny_backbone(root, steps=40 if gpu else 10)
     prompts = [{"id": str(i), "problem": r["problem"], "gold": r["answer"]}
                for i, r in enumerate(demo_math("train", 64))]

@@ -6,7 +6,6 @@ outputs atomically, so each stage can be run and tested without Snakemake.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -284,7 +283,7 @@ def cmd_frontpage(args):
 
 def cmd_costs(args):
     """Per-stage wall time, max RSS and GPU-hours from the Snakemake benchmark files under --benchmarks."""
-    from prift import costs, tables as T
+    from prift import costs
     from prift.io import write_text
     root = Path(args.benchmarks)
     paths = sorted(root.rglob("*.tsv")) if root.exists() else []

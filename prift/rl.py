@@ -51,11 +51,10 @@ verl 0.4 (the authors' RL code) vs TRL 1.16, item by item (docs/protocol.md list
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch

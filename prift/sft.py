@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import time
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch

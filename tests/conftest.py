@@ -25,7 +25,7 @@ def eval_data() -> Path:
 def tiny_backbone(tmp_path_factory) -> Path:
     """A tiny Qwen2 backbone (tokenizer + model) pre-trained for a few steps on the demo corpus (~10 s)."""
     from prift.backbone import build_tiny
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     out = tmp_path_factory.mktemp("backbone") / "tiny"
     # 1,024 positions: the code harnesses' prompts (evalplus, LiveCodeBench) need more than the demo's 512
     build_tiny(out, demo_math("pretrain", 1500), pretrain_steps=60, seed=0, max_position_embeddings=1024,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from prift import codeeval, livecodebench as lcb, sandbox
+from prift import codeeval, lcb_judge, livecodebench as lcb, sandbox
 from prift.benchmarks import KINDS, verdict_metrics
 
 FACTOR = 20.0
@@ -436,7 +436,7 @@ def test_lcb_prompt_and_extraction():
     (TWOSUM, "", False, "no_code"),
 ])
 def test_lcb_grader(problem, code, passed, status):
-    g = lcb.grade_lcb(code, problem, timeout=3)
+    g = lcb_judge.grade_lcb(code, problem, timeout=3)
     assert (g["passed"], g["status"]) == (passed, status), g
     assert g["n_tests"] == 3
 
@@ -446,7 +446,7 @@ def test_lcb_hostile_programs_fail_and_change_nothing(name, canary, listener):
     stmt = hostile(canary, listener.port)[name]
     code = IMPORTS + stmt + "\n" + SUM_OK
     # the host's network is reachable here (no namespace): the in-process layers must stop the socket
-    g = lcb.grade_lcb(code, SUM, timeout=2, net_isolation=False)
+    g = lcb_judge.grade_lcb(code, SUM, timeout=2, net_isolation=False)
     assert not g["passed"] and g["status"] in ("runtime_error", "timeout"), g
     _canary_intact(canary)
     assert listener.connections == 0
@@ -484,23 +484,23 @@ def test_lcb_programs_cannot_reach_the_answers(name, net_isolation, tmp_path, mo
     answers.write_text(json.dumps({"abc_nine": "9"}))
     monkeypatch.setenv("PRIFT_ANSWER", "9")
     secret = "PRIFT-ANSWER<" + str(4 + 5) + ">"   # built at run time: only in this process's memory
-    g = lcb.grade_lcb(LCB_CHEATS[name].replace("ANSWERS", str(answers)), NINE, timeout=5, net_isolation=net_isolation)
+    g = lcb_judge.grade_lcb(LCB_CHEATS[name].replace("ANSWERS", str(answers)), NINE, timeout=5, net_isolation=net_isolation)
     assert not g["passed"], g
-    assert secret and lcb.grade_lcb("print(9)\n", NINE, timeout=5, net_isolation=net_isolation)["passed"]
+    assert secret and lcb_judge.grade_lcb("print(9)\n", NINE, timeout=5, net_isolation=net_isolation)["passed"]
 
 
 def test_lcb_rich_return_value_fails():
     """A return value whose ``__eq__`` is always true is not plain data: it never reaches a comparison."""
     code = ("class Yes(list):\n    def __eq__(self, other):\n        return True\n"
             "class Solution:\n    def twoSum(self, nums, target):\n        return Yes([7])\n")
-    assert lcb.grade_lcb(code, TWOSUM, timeout=3)["status"] == "wrong_answer"
+    assert lcb_judge.grade_lcb(code, TWOSUM, timeout=3)["status"] == "wrong_answer"
     code = ("class Yes:\n    def __eq__(self, other):\n        return True\n"
             "class Solution:\n    def twoSum(self, nums, target):\n        return Yes()\n")
-    assert not lcb.grade_lcb(code, TWOSUM, timeout=3)["passed"]
+    assert not lcb_judge.grade_lcb(code, TWOSUM, timeout=3)["passed"]
 
 
 def test_lcb_control_program_passes_without_network_namespace():
-    assert lcb.grade_lcb(IMPORTS + "x = 1\n" + SUM_OK, SUM, timeout=2, net_isolation=False)["passed"]
+    assert lcb_judge.grade_lcb(IMPORTS + "x = 1\n" + SUM_OK, SUM, timeout=2, net_isolation=False)["passed"]
 
 
 def test_grade_lcb_file(tmp_path):
@@ -513,7 +513,7 @@ def test_grade_lcb_file(tmp_path):
         {"id": "abc_sum", "sample": 1, "text": "print(3)"},
         {"id": "two-sum", "sample": 0, "text": f"Here:\n```python\n{TWOSUM_OK}```\n"},
         {"id": "two-sum", "sample": 1, "text": "```python\nclass Solution: pass\n```"}])
-    stats = lcb.grade_lcb_file(tmp_path / "s.jsonl", problems, tmp_path / "g.jsonl", parallel=2, log=lambda *_: None)
+    stats = lcb_judge.grade_lcb_file(tmp_path / "s.jsonl", problems, tmp_path / "g.jsonl", parallel=2, log=lambda *_: None)
     assert (stats["samples"], stats["passed"]) == (4, 0.5) and "audit-hook" in stats["sandbox"]
     recs = verdict_metrics(tmp_path / "g.jsonl", {}, KINDS["livecodebench"].verdicts, n_boot=100)
     assert recs[0]["metric"] == "pass@1" and recs[0]["value"] == 50.0

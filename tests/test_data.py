@@ -8,7 +8,7 @@ import logging
 import pytest
 import yaml
 
-from prift import data as D
+from prift import data as D, demo_data
 from prift.backbone import load_tokenizer
 from prift.cli import main
 from prift.io import write_jsonl
@@ -16,22 +16,22 @@ from tests.conftest import REPO
 
 
 def test_demo_is_deterministic_and_in_real_formats():
-    assert D.demo_math("train", 20) == D.demo_math("train", 20)
-    assert D.demo_math("train", 20, seed=1) != D.demo_math("train", 20)
-    olymp = D.demo_math("olympiadbench", 5)
+    assert demo_data.demo_math("train", 20) == demo_data.demo_math("train", 20)
+    assert demo_data.demo_math("train", 20, seed=1) != demo_data.demo_math("train", 20)
+    olymp = demo_data.demo_math("olympiadbench", 5)
     assert set(olymp[0]) >= {"question", "solution", "final_answer"} and isinstance(olymp[0]["solution"], list)
-    assert isinstance(D.demo_math("amc23", 3)[0]["answer"], float)
-    assert len(D.demo_math("aime24", 3)[0]["answer"]) == 3  # AIME-style zero-padded strings
+    assert isinstance(demo_data.demo_math("amc23", 3)[0]["answer"], float)
+    assert len(demo_data.demo_math("aime24", 3)[0]["answer"]) == 3  # AIME-style zero-padded strings
     with pytest.raises(ValueError, match="unknown demo split"):
-        D.demo_math("gsm8k", 3)
+        demo_data.demo_math("gsm8k", 3)
 
 
-@pytest.mark.parametrize("bench", list(D.DEMO_BENCHMARKS))
+@pytest.mark.parametrize("bench", list(demo_data.DEMO_BENCHMARKS))
 def test_demo_gold_answers_grade_their_own_solutions(bench):
     from prift.benchmarks.math import problem
     from prift.grading import math_correct
-    for i, r in enumerate(D.demo_math(bench, 10)):
-        p = problem(r, D.DEMO_BENCHMARKS[bench][1], i)
+    for i, r in enumerate(demo_data.demo_math(bench, 10)):
+        p = problem(r, demo_data.DEMO_BENCHMARKS[bench][1], i)
         sol = r.get("solution") or f"The final answer is $\\boxed{{{int(r['answer'])}}}$."
         sol = sol[0] if isinstance(sol, list) else sol
         assert math_correct(sol, p["gold"]), (bench, sol, p["gold"])
@@ -63,7 +63,7 @@ def test_missing_file_and_bad_json_name_the_file(tmp_path):
 
 
 def test_training_set_excludes_evaluation_problems():
-    evals = {r["problem"] for r in D.demo_math("math500", 24)}
+    evals = {r["problem"] for r in demo_data.demo_math("math500", 24)}
     train = D.prepare_train({"generator": "demo_math", "split": "train", "n": 2000}, "math", "qwen-boxed",
                             exclude_problems=evals)
     assert train and not ({ex["messages"][-1]["content"].split("\n")[0] for ex in train} & evals)

@@ -2,11 +2,11 @@
 from a crashed run's partial file, and the throughput figures of its stats (load time apart)."""
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from prift.data import demo_math, read_jsonl
+from prift.data import read_jsonl
+from prift.demo_data import demo_math
 from prift.generate import generate
 
 KEYS = {"id", "sample", "text", "finish_reason", "prompt_tokens", "completion_tokens"}

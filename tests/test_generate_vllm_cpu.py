@@ -95,7 +95,7 @@ def _read(path: Path) -> list[dict]:
 @pytest.mark.slow
 def test_vllm_cpu_backend_matches_transformers_format(vllm_python, tiny_backbone, tmp_path):
     from prift.backbone import load_tokenizer
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     from prift.generate import generate
     problems = [{"id": f"q{i}", "problem": r["problem"]} for i, r in enumerate(demo_math("math500", 3))]
     pf = tmp_path / "problems.json"
@@ -152,7 +152,7 @@ def test_vllm_cpu_stops_seeds_and_resume_as_the_transformers_backend(vllm_python
     case): both backends stop at the harness's stops with the same text, finish reason and token count (greedy);
     without stops vLLM writes on past the turn too. Sampling: the same samples whatever the batching, and a killed
     and resumed job writes the samples of an uninterrupted one."""
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     from prift.generate import generate
     problems = [{"id": f"q{i}", "problem": r["problem"]} for i, r in enumerate(demo_math("math500", 6))]
     pf = tmp_path / "problems.json"

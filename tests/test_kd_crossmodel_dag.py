@@ -24,7 +24,7 @@ def _backbones(root) -> dict:
     """Three tiny backbones built from one corpus with one seed (hence one tokenizer); the teacher is wider and its
     output layer has rows beyond the vocabulary (512), as Qwen2.5-Math-7B's."""
     from prift.backbone import build_tiny
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     corpus = demo_math("pretrain", 1500)
     small = dict(hidden_size=48, num_layers=1, intermediate_size=96, num_heads=4, num_kv_heads=2, seed=0,
                  log=lambda *_: None)

@@ -13,11 +13,11 @@ from tests.conftest import REPO
 # import its own floor and below
 FLOORS = {
     0: {"metrics", "io"},
-    1: {"rules", "weighting", "packing"},
+    1: {"rules", "weighting", "packing", "demo_data"},
     2: {"methods", "recipes", "tables.specs"},
     3: {"config", "paths", "preflight", "data", "resources"},
     4: {"grading", "sandbox", "evalplus_judge"},
-    5: {"benchmarks", "codeeval", "livecodebench", "mcq"},   # the kinds and their harnesses (evalplus, LCB, lm-eval)
+    5: {"benchmarks", "codeeval", "livecodebench", "lcb_judge", "mcq"},   # the kinds and their harnesses (evalplus, LCB, lm-eval)
     6: {"runs", "backbone", "analysis"},
     7: {"scoring", "sft", "rl", "generate", "figures", "tables", "costs", "fetch", "summary",
         "frontpage"},

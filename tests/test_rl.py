@@ -322,7 +322,7 @@ def tiny_backbone(tmp_path_factory):
     """conftest's tiny backbone (same recipe), built here with one intra-op thread: on the shared 2-core machine the
     default two threads make the 60 pre-training steps ~10x slower (~105 s against ~11 s)."""
     from prift.backbone import build_tiny
-    from prift.data import demo_math
+    from prift.demo_data import demo_math
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from prift import cli, config as C, tables as T
-from prift.data import demo_math, read_jsonl
+from prift.data import read_jsonl
+from prift.demo_data import demo_math
 from prift.paths import Layout
 from tests.conftest import REPO
 from tests.dag import planned

@@ -235,8 +235,8 @@ def test_judge_follows_evalplus_comparison():
 # ----------------------------------------------------------------------------------------------------------------
 
 def test_livecodebench_pool_is_sized_from_the_allocation(tmp_path, monkeypatch):
-    from prift import livecodebench as lcb
-    from prift.data import write_jsonl
+    from prift import lcb_judge
+    from prift.io import write_jsonl
     sizes = []
 
     class Recording(futures.ThreadPoolExecutor):
@@ -248,6 +248,6 @@ def test_livecodebench_pool_is_sized_from_the_allocation(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "allocated_cpus", lambda environ=None: 3)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     write_jsonl(tmp_path / "s.jsonl", [{"id": "p", "sample": 0, "text": "no code"}])
-    lcb.grade_lcb_file(tmp_path / "s.jsonl", [{"id": "p", "public_test_cases": "[]"}], tmp_path / "g.jsonl",
+    lcb_judge.grade_lcb_file(tmp_path / "s.jsonl", [{"id": "p", "public_test_cases": "[]"}], tmp_path / "g.jsonl",
                        log=lambda *_: None)
     assert sizes == [3]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prift.backbone import load_model, load_tokenizer
-from prift.data import demo_math, prepare_train, tokenize_all
+from prift.data import prepare_train, tokenize_all
 from prift.scoring import ScoreCache, save_scores, score
 from prift.weighting import STAT_KEYS, token_stats
 

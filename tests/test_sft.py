@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from prift import weighting as W
 from prift.backbone import load_model, load_tokenizer
 from prift.data import prepare_train, tokenize_all
 from prift.scoring import ScoreCache, score

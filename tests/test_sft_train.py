@@ -93,7 +93,7 @@ def test_ema_rho_1_is_the_pretrained_source(tiny_backbone, scores16, tmp_path, f
     r = _recipe(global_batch_size=4, fused_head=fused)
     a = _run(tiny_backbone, tmp_path / "ema" / "final", 16, ["ema1", {"rule": "prob", "source": "ema",
                                                                      "ema_rho": 1.0}], r)
-    b = _run(tiny_backbone, tmp_path / "pp" / "final", 16, ["pp", {"rule": "prob", "source": "pretrained"}], r,
+    _run(tiny_backbone, tmp_path / "pp" / "final", 16, ["pp", {"rule": "prob", "source": "pretrained"}], r,
              scores=scores16)
     assert a["fused_head"] == fused and a["global_steps"] == 4
     wa, wb = _weights(tmp_path / "ema" / "final"), _weights(tmp_path / "pp" / "final")
@@ -215,6 +215,7 @@ def test_a_changed_config_retrains_from_step_zero_and_the_same_config_resumes(ti
     assert again["resumed_from"] is None and again["global_steps"] == 4
     assert any("made by another configuration" in line and "training from step 0" in line for line in logs)
     fresh = run(tmp_path / "fresh" / "final", new)
+    assert fresh["resumed_from"] is None
     assert _max_rel_diff(_weights(fresh_dir := tmp_path / "fresh" / "final"), _weights(out)) < 1e-6, fresh_dir
     # the same config resumes: from the last checkpoint of the run, to the same weights
     shutil.rmtree(out)

@@ -91,5 +91,5 @@ class LiveCodeBench(Kind):
         return list(LCB_STOP), []
 
     def grade(self, name, entry, out, *, problems=None, samples=None, model=None, cfg=None, log=print):
-        from prift.livecodebench import TEST_TIMEOUT_S, grade_lcb_file
+        from prift.lcb_judge import TEST_TIMEOUT_S, grade_lcb_file
         return grade_lcb_file(samples, problems, out, timeout=entry.get("timeout", TEST_TIMEOUT_S), log=log)

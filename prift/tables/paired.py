@@ -115,7 +115,7 @@ def to_latex_text(frame: pd.DataFrame, caption: str, labels: Mapping[str, str] |
     for metric, part in frame.groupby("metric", sort=False):
         cols = "ll" + "c" * len(benches)
         head = " & ".join(["Model", "Comparison"] + [latex_escape(labels.get(b, b)) for b in benches])
-        lines = [f"\\begin{{table}}[t]\\centering\\small", f"\\caption{{{latex_escape(caption)} ({metric}): "
+        lines = ["\\begin{table}[t]\\centering\\small", f"\\caption{{{latex_escape(caption)} ({metric}): "
                  f"method $-$ baseline in points, 95\\% paired bootstrap interval; bold: significant after Holm's "
                  f"correction over the table's {len(frame)} comparisons}}", f"\\begin{{tabular}}{{{cols}}}",
                  "\\toprule", head + " \\\\", "\\midrule"]
