@@ -135,7 +135,7 @@ def ab_overhead(seq: int, batch: int, reps: int, threads: int, configs=("sft", "
     turn on the same examples and model, `reps` times in rotating order. The optimizer step, identical for every
     method, is left out, so the ratios here bound those of a whole step from above."""
     import functools
-    from prift import sft
+    from prift import losses, sft
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     prompt = seq // 8
@@ -144,7 +144,7 @@ def ab_overhead(seq: int, batch: int, reps: int, threads: int, configs=("sft", "
         ids = torch.randint(2, V, (seq,), generator=g).tolist()
         feats.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:], "idx": i})
     model = make_model().train()
-    sft.add_prift_head(model)
+    losses.add_prift_head(model)
     cache = FakeCache(seq - prompt)
     setups = {}
     for c in configs:
@@ -161,7 +161,7 @@ def ab_overhead(seq: int, batch: int, reps: int, threads: int, configs=("sft", "
             ref = {k: b.pop(k) for k in list(b) if k.startswith("ref_")} or None
             labels = b["labels"]
             n = (labels[:, 1:] != -100).sum().clamp(min=1)
-            head = functools.partial(sft.method_loss_hidden, m, labels=labels, num_tokens=n, ref=ref)
+            head = functools.partial(losses.method_loss_hidden, m, labels=labels, num_tokens=n, ref=ref)
             loss, _ = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], prift_head=head)
             assert torch.isfinite(loss)
             loss.backward()
@@ -180,7 +180,7 @@ def ab_overhead(seq: int, batch: int, reps: int, threads: int, configs=("sft", "
 def overhead_parts(seq: int, batch: int, reps: int = 200, configs=("sft", "prift-prob", "prift-mass")) -> dict:
     """The only code that differs between SFT and a cached PriFT method, timed alone: the collator (attaching the
     cached statistics) and the weighting + weighted NLL (`method_weights`, `_combine`) on the response tokens of one batch."""
-    from prift import sft
+    from prift import losses, sft
     g = torch.Generator().manual_seed(0)
     prompt = seq // 8
     feats = [{"input_ids": torch.randint(2, V, (seq,), generator=g).tolist(),
@@ -202,7 +202,7 @@ def overhead_parts(seq: int, batch: int, reps: int = 200, configs=("sft", "prift
         ones = torch.ones_like(logp, dtype=torch.bool)
         t0 = time.perf_counter()
         for _ in range(reps):
-            loss, _ = sft._combine(m, logp, ones, mask.sum(), sft.method_weights(m, stats, ones))
+            loss, _ = losses._combine(m, logp, ones, mask.sum(), losses.method_weights(m, stats, ones))
             loss.backward()
         out[c] = {"collate_ms": 1e3 * t_col, "weights_and_loss_ms": 1e3 * (time.perf_counter() - t0) / reps}
     return out

@@ -95,7 +95,7 @@ def model_flops(model, s: dict) -> float:
 
 
 def loss_of(model, method, batch, fused: bool, ref_model=None, autocast: bool = True):
-    from prift import sft
+    from prift import losses
     labels = batch["labels"]
     fwd = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     n = (labels[:, 1:] != -100).sum()
@@ -110,7 +110,7 @@ def loss_of(model, method, batch, fused: bool, ref_model=None, autocast: bool = 
                     ref_hidden = ref_model.base_model(**fwd, use_cache=False).last_hidden_state
                 h = ref_model.get_output_embeddings()
                 ref_head = (h.weight, h.bias)
-            head = functools.partial(sft.method_loss_hidden, method, labels=labels, num_tokens=n, ref=ref,
+            head = functools.partial(losses.method_loss_hidden, method, labels=labels, num_tokens=n, ref=ref,
                                      ref_hidden=ref_hidden, ref_head=ref_head)
             loss, _ = model(**fwd, prift_head=head)
         else:
@@ -118,15 +118,15 @@ def loss_of(model, method, batch, fused: bool, ref_model=None, autocast: bool = 
             if method.needs_ref_logits:
                 with torch.no_grad():
                     ref_logits = ref_model(**fwd, use_cache=False).logits
-            loss, _ = sft.method_loss(method, model(**fwd, use_cache=False).logits, labels, n, ref, ref_logits)
+            loss, _ = losses.method_loss(method, model(**fwd, use_cache=False).logits, labels, n, ref, ref_logits)
     return loss
 
 
 def section_sft(s: dict, device: str, peak: float) -> tuple[list[dict], dict]:
     import copy
-    from prift import sft
+    from prift import losses, sft
     model = make_model(s, device)
-    sft.add_prift_head(model)
+    losses.add_prift_head(model)
     ref_model = copy.deepcopy(model).to(torch.bfloat16 if device == "cuda" else torch.float32).eval()
     ref_model.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device == "cuda")
@@ -228,7 +228,7 @@ def section_dapo(root: Path, gpu: bool) -> dict:
 FSDP_RUNNER = """
 import json, sys
 from transformers import TrainerCallback
-from prift import sft
+from prift import losses, sft
 from prift.data import prepare_train
 cfg = json.loads(sys.argv[1])
 

@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
              "figure of the config's `figures:` (--figure)")
     s.add_argument("--probes", nargs="+"); s.add_argument("--out-dir")
     s.add_argument("--figure", help="fig1c, fig3b, fig4, fig5, fig6a or fig6b (config `figures:`)")
-    s.add_argument("--inputs", nargs="+", help="with --figure: its files (prift.config.figure_inputs)")
+    s.add_argument("--inputs", nargs="+", help="with --figure: its files (prift.sweeps.figure_inputs)")
     s.add_argument("--out", help="with --figure: output path stem (writes <stem>.png and <stem>.pdf)")
     return p
 

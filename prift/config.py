@@ -30,7 +30,7 @@ class ConfigError(ValueError):
     pass
 
 
-def _suggest(name: str, known) -> str:
+def suggest(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -47,7 +47,7 @@ def schema_errors(cfg: dict, schema_path: Path = SCHEMA) -> list[str]:
             known = sorted(e.schema.get("properties", {}))
             for k in extra:
                 msgs.append(f"config key '{key + '.' if key != '<top level>' else ''}{k}': unknown key"
-                            f"{_suggest(k, known)}; allowed here: {known}")
+                            f"{suggest(k, known)}; allowed here: {known}")
         else:
             msgs.append(f"config key '{key}': {e.message}")
     return msgs
@@ -67,14 +67,14 @@ def check_references(cfg: dict) -> list[str]:
         msgs += check_method(name, m)
         if m.get("reference") is not None and m["reference"] not in cfg["backbones"]:
             msgs.append(f"config key 'methods.{name}.reference': unknown backbone '{m['reference']}'"
-                        f"{_suggest(m['reference'], cfg['backbones'])}")
+                        f"{suggest(m['reference'], cfg['backbones'])}")
     for d, dom in cfg["domains"].items():
         if d not in cfg["training"]:
             msgs.append(f"config key 'training.{d}': missing recipe for domain '{d}'")
         for b in dom["benchmarks"]:
             if b not in cfg["benchmarks"]:
                 msgs.append(f"config key 'domains.{d}.benchmarks': unknown benchmark '{b}'"
-                            f"{_suggest(b, cfg['benchmarks'])}")
+                            f"{suggest(b, cfg['benchmarks'])}")
     for name, b in cfg["benchmarks"].items():
         # keys that only some kinds read: given elsewhere they would be silently ignored
         for key, kinds in BENCHMARK_KIND_KEYS.items():
@@ -87,23 +87,23 @@ def check_references(cfg: dict) -> list[str]:
     msgs += _check_rl(cfg)
     for t in (cfg.get("analysis") or {}).get("tables", []):
         if t not in cfg["tables"]:
-            msgs.append(f"config key 'analysis.tables': unknown table '{t}'{_suggest(t, cfg['tables'])}")
+            msgs.append(f"config key 'analysis.tables': unknown table '{t}'{suggest(t, cfg['tables'])}")
     main = (cfg.get("report") or {}).get("main_table")
     if main is not None and main not in cfg["tables"]:
-        msgs.append(f"config key 'report.main_table': unknown table '{main}'{_suggest(main, cfg['tables'])}")
+        msgs.append(f"config key 'report.main_table': unknown table '{main}'{suggest(main, cfg['tables'])}")
     for t, spec in cfg["tables"].items():
         if spec["domain"] not in cfg["domains"]:
             msgs.append(f"config key 'tables.{t}.domain': unknown domain '{spec['domain']}'"
-                        f"{_suggest(spec['domain'], cfg['domains'])}")
+                        f"{suggest(spec['domain'], cfg['domains'])}")
         for field, known in (("backbones", cfg["backbones"]), ("benchmarks", cfg["benchmarks"])):
             for x in spec[field]:
                 if x not in known:
-                    msgs.append(f"config key 'tables.{t}.{field}': unknown {field[:-1]} '{x}'{_suggest(x, known)}")
+                    msgs.append(f"config key 'tables.{t}.{field}': unknown {field[:-1]} '{x}'{suggest(x, known)}")
         methods = spec["methods"]
         known = {**cfg["methods"], ORIGINAL: 1, **{f"{m}{RL_SUFFIX}": 1 for m in (cfg.get("rl") or {}).get("inits", [])}}
         if isinstance(methods, dict):
             for b in sorted(set(methods) ^ set(spec["backbones"])):
-                what = (f"'{b}' is not one of the table's backbones{_suggest(b, spec['backbones'])}" if b in methods
+                what = (f"'{b}' is not one of the table's backbones{suggest(b, spec['backbones'])}" if b in methods
                         else f"no methods for backbone '{b}'")
                 msgs.append(f"config key 'tables.{t}.methods': {what} (a per-backbone mapping has one key per "
                             f"backbone of the table)")
@@ -116,7 +116,7 @@ def check_references(cfg: dict) -> list[str]:
                     msgs.append(f"config key 'tables.{t}.{key}': RL run '{x}' needs its init '{rl_init(x)}' in "
                                 f"'rl.inits' (config section `rl:`)")
                 elif x not in known:
-                    msgs.append(f"config key 'tables.{t}.{key}': unknown method '{x}'{_suggest(x, known)}")
+                    msgs.append(f"config key 'tables.{t}.{key}': unknown method '{x}'{suggest(x, known)}")
             bbs = spec["backbones"] if key == "methods" else [key.split(".", 1)[1]]
             for b in bbs:
                 if any(rl_init(x) for x in ms) and b not in (cfg.get("rl") or {}).get("backbones", {}):
@@ -126,7 +126,7 @@ def check_references(cfg: dict) -> list[str]:
             for x in (spec.get("paired") or {}).get(field, []):
                 if x not in shown:
                     msgs.append(f"config key 'tables.{t}.paired.{field}': '{x}' is not a method of the table"
-                                f"{_suggest(x, shown)}")
+                                f"{suggest(x, shown)}")
     return msgs
 
 
@@ -177,11 +177,11 @@ def _check_rl(cfg: dict) -> list[str]:
     msgs = []
     for m in rl["inits"]:
         if m not in cfg["methods"]:
-            msgs.append(f"config key 'rl.inits': unknown method '{m}'{_suggest(m, cfg['methods'])} (an init is the "
+            msgs.append(f"config key 'rl.inits': unknown method '{m}'{suggest(m, cfg['methods'])} (an init is the "
                         f"SFT checkpoint of a method of `methods:`)")
     for b, over in rl["backbones"].items():
         if b not in cfg["backbones"]:
-            msgs.append(f"config key 'rl.backbones': unknown backbone '{b}'{_suggest(b, cfg['backbones'])}")
+            msgs.append(f"config key 'rl.backbones': unknown backbone '{b}'{suggest(b, cfg['backbones'])}")
             continue
         from prift.recipes import RLRecipe
         try:
@@ -195,6 +195,7 @@ def validate(cfg: dict) -> dict:
     """The config checked (schema, cross-references, figures, then what it points at: prift.preflight), with its
     defaults and figure sweeps added; every problem found is one line of the ConfigError."""
     from prift import preflight as P
+    from prift.sweeps import check_figures, expand_figures
     numbers_from_yaml11(cfg)
     msgs = schema_errors(cfg)
     if not msgs:
@@ -225,6 +226,11 @@ def main_table(cfg: dict) -> str:
     it, else the config's first table."""
     main = (cfg.get("report") or {}).get("main_table")
     return main or ("table3" if "table3" in cfg["tables"] else next(iter(cfg["tables"])))
+# the figures of `figures:` by what they are drawn from (prift.sweeps)
+SWEEP_FIGURES = ("fig1c", "fig6a", "fig6b")   # points → metrics files
+PROBE_FIGURES = ("fig4", "fig5")              # the drift probes of some runs
+CURVE_FIGURES = ("fig3b",)                    # pass@k curves from grades
+
 TABLE_RUNS = ("backbones", "methods", "benchmarks", "metrics")   # what a table's runs are made of
 
 
@@ -233,7 +239,7 @@ def resolve_training(cfg: dict) -> list[str]:
     reads it: the default with the domain's own keys over it (a domain without an entry takes the default as it is),
     `default` removed. Without a `default`, each domain gives its whole recipe. In place; returns the problems."""
     training, domains = cfg["training"], cfg["domains"]
-    msgs = [f"config key 'training.{d}': no domain '{d}'{_suggest(d, domains)} (a recipe is the training of one "
+    msgs = [f"config key 'training.{d}': no domain '{d}'{suggest(d, domains)} (a recipe is the training of one "
             f"domain of `domains:`; '{DEFAULT_RECIPE}' is shared by all)"
             for d in training if d != DEFAULT_RECIPE and d not in domains]
     if DEFAULT_RECIPE not in training:
@@ -292,7 +298,7 @@ def resolve_tables(cfg: dict) -> list[str]:
         if t not in SPECS:
             if spec.get("paper_layout"):
                 msgs.append(f"config key 'tables.{t}.paper_layout': no paper table named '{t}'"
-                            f"{_suggest(t, SPECS)}; known: {sorted(SPECS)}")
+                            f"{suggest(t, SPECS)}; known: {sorted(SPECS)}")
             missing = [k for k in TABLE_RUNS if k not in spec]
             if missing:
                 msgs.append(f"config key 'tables.{t}': give its {', '.join(missing)} (only the paper's tables, "
@@ -380,182 +386,6 @@ def deep_merge(a: dict, b: dict) -> dict:
     for k, v in b.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Figure sweeps (config `figures:`). Every point of a sweep is an ordinary method entry (Fig. 1c: also the reference's
-# domain, training recipe and backbone entries), added at validation time, so that the sft / evaluate rules run it
-# unchanged. A point whose method equals an existing entry (rule, source, params; the label aside) reuses that entry:
-# Fig. 6a's ρ = 0 is `dft`, ρ = 1 is `prift-prob`.
-
-SWEEP_FIGURES = ("fig1c", "fig6a", "fig6b")   # points → metrics files
-PROBE_FIGURES = ("fig4", "fig5")              # the drift probes of some runs
-CURVE_FIGURES = ("fig3b",)                    # pass@k curves from grades
-
-
-def _num(x) -> str:
-    return f"{x:g}"
-
-
-def _core(spec: dict) -> dict:
-    return {k: v for k, v in spec.items() if k != "label"}
-
-
-def _same_method(cfg: dict, spec: dict) -> str | None:
-    core = _core(spec)
-    return next((k for k, m in cfg["methods"].items() if _core(m) == core), None)
-
-
-def _rule_part(base: dict) -> dict:
-    return {"rule": base["rule"], **({"params": dict(base["params"])} if base.get("params") else {})}
-
-
-def sweep_points(cfg: dict, fig: str) -> list[dict]:
-    """The points of a sweep figure in order: {x, series, method (key), spec (its entry)}; Fig. 1c's points also
-    carry the entries of their reference (`domain`: {key, entry, training}, `backbone`: {key, entry}). Keys name
-    existing equal methods where there are some (pure: the config is not changed)."""
-    f = cfg["figures"][fig]
-    base = cfg["methods"][f["method"]]
-    pts = []
-
-    def point(x, series, name, spec, **extra):
-        pts.append({"x": x, "series": series, "method": _same_method(cfg, spec) or name, "spec": spec, **extra})
-
-    if fig == "fig6a":
-        for rho in f["rhos"]:
-            src = ({"source": "online"} if rho == 0 else {"source": "pretrained"} if rho == 1
-                   else {"source": "ema", "ema_rho": rho})
-            point(rho, f"{base['label']}, EMA statistics source", f"{f['method']}@rho={_num(rho)}",
-                  {"label": f"{base['label']} (EMA ρ={_num(rho)})", **_rule_part(base), **src})
-    elif fig == "fig6b":
-        for tau in f["taus"]:
-            strict = f.get("strict", True)
-            spec = {"label": f"{base['label']} (τ={_num(tau)})", **_rule_part(base), "source": base["source"],
-                    "params": {**base.get("params", {}), "tau": tau, "strict": strict}}
-            if strict and tau >= 1:  # m_t = 1[u_t > 1] selects no token by definition: intended, not a failure
-                spec["min_selected_frac"] = 0
-            if "reference" in base:
-                spec["reference"] = base["reference"]
-            point(tau, base["label"], f"{f['method']}@tau={_num(tau)}", spec)
-    elif fig == "fig1c":
-        dom, bb = cfg["domains"][f["domain"]], cfg["backbones"][f["backbone"]]
-        for rm in f["reference_methods"]:
-            rlabel = cfg["methods"][rm]["label"]
-            series = f"{base['label']}, reference fine-tuned with {rlabel}"
-            for size in f["sizes"]:
-                if size == 0:  # the pretrained reference itself
-                    point(0, series, f["method"], base)
-                    continue
-                dkey, bkey = f"{f['domain']}@ref{size}", f"{f['backbone']}+{rm}@{size}"
-                data = {**(f.get("reference_data") or dom["train"]), "limit": size}
-                dentry = {k: v for k, v in dom.items() if k != "variant"} | {"train": data}
-                bentry = {"label": f"{bb['label']} + {rlabel} on {size}",
-                          "run": {"domain": dkey, "backbone": f["backbone"], "method": rm},
-                          **{k: bb[k] for k in ("size_b", "max_model_len", "tokenizer") if k in bb}}
-                spec = {"label": f"{base['label']} (reference: {rlabel} on {size})", **_rule_part(base),
-                        "source": "reference", "reference": bkey}
-                point(size, series, f"{f['method']}@ref={rm}{size}", spec,
-                      domain={"key": dkey, "entry": dentry, "training": cfg["training"][f["domain"]]},
-                      backbone={"key": bkey, "entry": bentry})
-    else:
-        raise KeyError(f"'{fig}' is not a sweep figure ({SWEEP_FIGURES})")
-    return pts
-
-
-def curve_benchmarks(cfg: dict, fig: str = "fig3b") -> dict[str, tuple[str, dict]]:
-    """{benchmark: (the benchmark entry sampled n times, its entry)} of the pass@k figure: `<b>@n=<n>` with a
-    generation override of n, or the benchmark itself when it already samples n."""
-    f = cfg["figures"][fig]
-    out = {}
-    for b in f["benchmarks"]:
-        entry = cfg["benchmarks"][b]
-        n_now = {**cfg["generation"], **entry.get("generation", {})}.get("n", 16)
-        if n_now == f["n"]:
-            out[b] = (b, entry)
-        else:
-            out[b] = (f"{b}@n={f['n']}", {**entry, "label": f"{entry['label']} (n={f['n']})",
-                                          "generation": {**entry.get("generation", {}), "n": f["n"]}})
-    return out
-
-
-def _add(section: dict, key: str, entry: dict, what: str) -> None:
-    if key in section and section[key] != entry:
-        raise ConfigError(f"config key '{what}.{key}': the figure sweeps need this name for another entry "
-                          f"(rename yours)")
-    section[key] = entry
-
-
-def expand_figures(cfg: dict) -> dict:
-    """Adds the entries the figures' runs need (idempotent: an expanded config expands to itself)."""
-    figs = cfg.get("figures") or {}
-    for fig in SWEEP_FIGURES:
-        if fig not in figs:
-            continue
-        for p in sweep_points(cfg, fig):
-            if "domain" in p:
-                _add(cfg["domains"], p["domain"]["key"], p["domain"]["entry"], "domains")
-                _add(cfg["training"], p["domain"]["key"], p["domain"]["training"], "training")
-                _add(cfg["backbones"], p["backbone"]["key"], p["backbone"]["entry"], "backbones")
-            if p["method"] not in cfg["methods"]:
-                cfg["methods"][p["method"]] = p["spec"]
-    if "fig3b" in figs:
-        for key, entry in curve_benchmarks(cfg).values():
-            _add(cfg["benchmarks"], key, entry, "benchmarks")
-    return cfg
-
-
-def metric_names(cfg: dict, benchmark: str) -> set[str]:
-    """The metrics a benchmark's metrics file holds (its kind's, prift.benchmarks)."""
-    b = cfg["benchmarks"][benchmark]
-    if b["kind"] == "math":
-        k = (cfg.get("evaluation") or {}).get("k", 16)
-        return {f"avg@{k}", f"pass@{k}"}
-    if b["kind"] == "mcq":
-        return {"acc"}
-    return {"pass@1"}
-
-
-def check_figures(cfg: dict) -> list[str]:
-    msgs = []
-    for fig, f in (cfg.get("figures") or {}).items():
-        key = f"figures.{fig}"
-        if f["domain"] not in cfg["domains"]:
-            msgs.append(f"config key '{key}.domain': unknown domain '{f['domain']}'{_suggest(f['domain'], cfg['domains'])}")
-        if f["backbone"] not in cfg["backbones"]:
-            msgs.append(f"config key '{key}.backbone': unknown backbone '{f['backbone']}'"
-                        f"{_suggest(f['backbone'], cfg['backbones'])}")
-        for field in ("method", "baseline", "methods", "reference_methods"):
-            for m in ([f[field]] if isinstance(f.get(field), str) else f.get(field, [])):
-                if m not in cfg["methods"]:
-                    msgs.append(f"config key '{key}.{field}': unknown method '{m}'{_suggest(m, cfg['methods'])}")
-        for b in f.get("benchmarks", []):
-            if b not in cfg["benchmarks"]:
-                msgs.append(f"config key '{key}.benchmarks': unknown benchmark '{b}'{_suggest(b, cfg['benchmarks'])}")
-            elif "metric" in f and f["metric"] not in metric_names(cfg, b):
-                msgs.append(f"config key '{key}.metric': benchmark '{b}' has no metric '{f['metric']}'; it has "
-                            f"{sorted(metric_names(cfg, b))}")
-            elif fig in CURVE_FIGURES and cfg["benchmarks"][b]["kind"] != "math":
-                msgs.append(f"config key '{key}.benchmarks': pass@k curves need sampled math benchmarks, "
-                            f"'{b}' is {cfg['benchmarks'][b]['kind']}")
-        if fig == "fig6b" and f["method"] in cfg["methods"] and cfg["methods"][f["method"]]["rule"] != "mass":
-            msgs.append(f"config key '{key}.method': the τ sweep needs a method of rule 'mass', "
-                        f"'{f['method']}' has rule '{cfg['methods'][f['method']]['rule']}'")
-        if fig == "fig1c" and f["method"] in cfg["methods"] and cfg["methods"][f["method"]]["source"] != "pretrained":
-            msgs.append(f"config key '{key}.method': the reference sweep replaces the pretrained source of a method; "
-                        f"'{f['method']}' has source '{cfg['methods'][f['method']]['source']}'")
-    return msgs
-
-
-def figure_inputs(cfg: dict, fig: str) -> list[str]:
-    """The files a figure of `figures:` is drawn from: metrics (sweeps), grades (pass@k), SFT run dirs (probes)."""
-    f, L = cfg["figures"][fig], layout(cfg)
-    d, b = f["domain"], f["backbone"]
-    if fig in SWEEP_FIGURES:
-        methods = [p["method"] for p in sweep_points(cfg, fig)] + ([f["baseline"]] if f.get("baseline") else [])
-        return [L.metrics(d, b, m, bench) for m in dict.fromkeys(methods) for bench in f["benchmarks"]]
-    if fig in CURVE_FIGURES:
-        return [L.grades(d, b, m, key) for m in f["methods"] for key, _ in curve_benchmarks(cfg, fig).values()]
-    return [L.sft_final(d, b, m) for m in f["methods"]]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

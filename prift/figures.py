@@ -7,11 +7,11 @@
   fig4   fig1a/fig1b for several runs in one figure (the paper: DFT solid, SFT dashed)
   fig5   online p_t of each target token of one held-out example (columns) at every probe (rows), one panel per run
 These take {run label: list of probe records} and an output path stem (write <stem>.png and <stem>.pdf). From the
-evaluation's files (config `figures:`, prift.config.sweep_points):
+evaluation's files (config `figures:`, prift.sweeps.sweep_points):
   fig3b  average pass@k over benchmarks, k = 1…n (unbiased estimator, from the grades of n samples per problem)
   fig1c  downstream metric vs the number of examples the frozen reference was fine-tuned on (0 = pretrained)
   fig6a  metric vs EMA momentum ρ;   fig6b  metric vs PriFT-mass threshold τ
-`render(cfg, name, paths, stem)` draws any figure of `figures:` from the files prift.config.figure_inputs lists.
+`render(cfg, name, paths, stem)` draws any figure of `figures:` from the files prift.sweeps.figure_inputs lists.
 """
 from __future__ import annotations
 
@@ -97,17 +97,29 @@ def fig3a(runs: dict[str, list[dict]], stem) -> list[Path]:
     return _save(fig, stem)
 
 
-def fig3c(runs: dict[str, list[dict]], stem) -> list[Path]:
+def _lines(series: dict[str, tuple[list, list]], stem, *, xlabel: str, ylabel: str, title: str, ms: float = 3,
+           log2_x: bool = False) -> list[Path]:
+    """One line with markers per label: series = {label: (xs, ys)}."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, recs in runs.items():
-        recs = [r for r in _dedupe(recs) if "kl_ref_online" in r]
-        ax.plot([r["step"] for r in recs], [r["kl_ref_online"] for r in recs], marker="o", ms=3, label=label)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("KL(pretrained ‖ online), nats/token")
-    ax.set_title("Drift from the pretrained distribution")
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", ms=ms, label=label)
+    if log2_x:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, stem)
+
+
+def fig3c(runs: dict[str, list[dict]], stem) -> list[Path]:
+    series = {}
+    for label, recs in runs.items():
+        recs = [r for r in _dedupe(recs) if "kl_ref_online" in r]
+        series[label] = ([r["step"] for r in recs], [r["kl_ref_online"] for r in recs])
+    return _lines(series, stem, xlabel="training step", ylabel="KL(pretrained ‖ online), nats/token",
+                  title="Drift from the pretrained distribution")
 
 
 FIGURES = {"fig1a": fig1a, "fig1b": fig1b, "fig3a": fig3a, "fig3c": fig3c}
@@ -163,17 +175,9 @@ def fig5(runs: dict[str, list[dict]], stem, example: int = 0, max_tokens: int | 
 
 def fig3b(curves: dict[str, dict[int, float]], stem) -> list[Path]:
     """curves: {run label: {k: average pass@k in percent}}."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, c in curves.items():
-        ks = sorted(c)
-        ax.plot(ks, [c[k] for k in ks], marker="o", ms=2.5, label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("k (samples)")
-    ax.set_ylabel("average pass@k (%)")
-    ax.set_title("Pass@k across sampling budgets")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, stem)
+    series = {label: (sorted(c), [c[k] for k in sorted(c)]) for label, c in curves.items()}
+    return _lines(series, stem, xlabel="k (samples)", ylabel="average pass@k (%)",
+                  title="Pass@k across sampling budgets", ms=2.5, log2_x=True)
 
 
 def sweep(points: list[dict], stem, *, xlabel: str, ylabel: str, title: str,
@@ -256,8 +260,8 @@ SWEEP_AXES = {"fig1c": ("examples the frozen reference was fine-tuned on (0 = pr
 
 
 def render(cfg: dict, name: str, paths, stem) -> list[Path]:
-    """Draw figure `name` of the config's `figures:` from the files prift.config.figure_inputs lists."""
-    from prift import config as C
+    """Draw figure `name` of the config's `figures:` from the files prift.sweeps.figure_inputs lists."""
+    from prift import sweeps
     f = cfg["figures"][name]
     label = {m: cfg["methods"][m]["label"] for m in cfg["methods"]}
     if name == "fig3b":
@@ -268,7 +272,7 @@ def render(cfg: dict, name: str, paths, stem) -> list[Path]:
     if name == "fig5":
         return fig5(_probe_runs(cfg, paths), stem, example=f.get("example", 0), max_tokens=f.get("max_tokens", 80))
     means = metric_means(paths, f["metric"])
-    pts = [{**p, "value": means[p["method"]]} for p in C.sweep_points(cfg, name)]
+    pts = [{**p, "value": means[p["method"]]} for p in sweeps.sweep_points(cfg, name)]
     n = len(f["benchmarks"])
     metric = f"{f['metric']} (%, " + (f"mean of {n} benchmarks)" if n > 1 else f"{f['benchmarks'][0]})")
     xlabel, title = SWEEP_AXES[name]

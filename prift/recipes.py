@@ -36,7 +36,7 @@ class Recipe:
     seed: int = 42
     gradient_checkpointing: bool = False
     fused_head: bool | str = "auto" # loss from hidden states + chunked LM head (no [B, L, V] logits), the full logits,
-                                     # or auto: fused on GPU, full logits on CPU while they fit (prift.sft.loss_path)
+                                     # or auto: fused on GPU, full logits on CPU while they fit (prift.losses.loss_path)
     loss_norm: str = "micro_batch"   # micro_batch (the authors' code) | global_tokens; see the module doc
     packing: bool = True             # each micro-batch as one padding-free row (prift.sft.WeightedCollator)
     max_truncated_frac: float = 0.05 # stop when more examples are cut by max_length (prift.data.check_lengths)

@@ -9,6 +9,7 @@ import yaml
 
 from prift import benchmarks as B
 from prift import config as C
+from prift import sweeps as S
 from prift.cli import main
 from prift.data import read_jsonl
 from prift.io import write_jsonl
@@ -57,14 +58,14 @@ def test_lookups_fail_with_the_names():
 
 
 def test_the_metrics_config_validation_promises_are_the_ones_each_kind_writes(tmp_path):
-    """prift.config.metric_names (what a figure may ask for) ⊆ the metrics of each kind's metrics file."""
+    """prift.sweeps.metric_names (what a figure may ask for) ⊆ the metrics of each kind's metrics file."""
     cfg = C.validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     verdicts = {"qwen": True, "math_verify": True, "plus": True, "base": True, "passed": True, "correct": True}
     write_jsonl(tmp_path / "g.jsonl", [{"id": f"q{i}", "sample": s, **verdicts} for i in range(3) for s in range(16)])
     for name, entry in cfg["benchmarks"].items():
         k = B.kind(entry["kind"])
         written = {r["metric"] for r in k.metrics(tmp_path / "g.jsonl", {}, k=16, n_boot=10)}
-        assert C.metric_names(cfg, name) <= written, name
+        assert S.metric_names(cfg, name) <= written, name
 
 
 def _renamed(cfg: dict, renames: dict[str, str]) -> dict:

@@ -50,6 +50,7 @@ import yaml
 
 from prift import config as C
 from prift import figures as F
+from prift import sweeps as S
 from prift.paths import Layout, parse_eval, parse_run
 from tests.conftest import REPO
 from tests.dag import planned
@@ -153,7 +154,7 @@ def test_sweeps_expand_into_ordinary_methods():
         fig3b={"domain": "math", "backbone": "tiny", "methods": ["dft"], "benchmarks": BENCH, "n": 32}))
     m = cfg["methods"]
     # ρ = 0 and ρ = 1 are the existing online / pretrained methods; 0 < ρ < 1 an EMA source
-    assert [p["method"] for p in C.sweep_points(cfg, "fig6a")] == ["dft", "prift-prob@rho=0.9", "prift-prob"]
+    assert [p["method"] for p in S.sweep_points(cfg, "fig6a")] == ["dft", "prift-prob@rho=0.9", "prift-prob"]
     assert m["prift-prob@rho=0.9"] == {"label": "PriFT-prob (EMA ρ=0.9)", "rule": "prob", "source": "ema",
                                        "ema_rho": 0.9}
     assert m["prift-mass@tau=0"]["params"] == {"tau": 0, "strict": True}
@@ -170,8 +171,8 @@ def test_sweeps_expand_into_ordinary_methods():
     assert C.reference_of(cfg, "tiny", "prift-prob@ref=dft200") == "tiny+dft@200"
     # Fig. 3b: the benchmarks sampled n = 32 times
     assert cfg["benchmarks"]["math500@n=32"]["generation"] == {"n": 32}
-    assert C.figure_inputs(cfg, "fig3b") == [f"results/grades/math/tiny/dft/{b}@n=32.jsonl" for b in BENCH]
-    assert "results/metrics/math/tiny/dft/aime24.json" in C.figure_inputs(cfg, "fig1c")  # the baseline
+    assert S.figure_inputs(cfg, "fig3b") == [f"results/grades/math/tiny/dft/{b}@n=32.jsonl" for b in BENCH]
+    assert "results/metrics/math/tiny/dft/aime24.json" in S.figure_inputs(cfg, "fig1c")  # the baseline
     # the sft code accepts every added method; validating the expanded config again changes nothing
     from prift.sft import Method
     for name in m:
@@ -200,7 +201,7 @@ def test_probe_figures_read_the_runs_probes(tmp_path):
         C.validate(_demo_with_figures(fig4={"domain": "math", "backbone": "tinyy", "methods": ["dft", "sft"]}))
     cfg = C.validate(_demo_with_figures(fig5={"domain": "math", "backbone": "tiny", "methods": ["dft", "sft"]}))
     cfg["results"] = str(tmp_path)
-    dirs = C.figure_inputs(cfg, "fig5")
+    dirs = S.figure_inputs(cfg, "fig5")
     assert dirs == [f"{tmp_path}/sft/math/tiny/{m}/final" for m in ("dft", "sft")]
     for d, scale in zip(dirs, (1.0, 0.2)):
         Path(d).mkdir(parents=True)
@@ -217,7 +218,7 @@ def test_sweep_figure_plots_the_benchmark_mean(tmp_path, drawn):
     cfg = C.validate(_demo_with_figures(fig6b={"domain": "math", "backbone": "tiny", "method": "prift-mass",
                                                "taus": [0, 0.5, 1], "benchmarks": BENCH, "metric": "avg@16"}))
     cfg["results"] = str(tmp_path)
-    paths = C.figure_inputs(cfg, "fig6b")
+    paths = S.figure_inputs(cfg, "fig6b")
     assert len(paths) == 6
     for i, p in enumerate(map(Path, paths)):
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -282,5 +283,5 @@ def test_fig1c_reduced_real_run(tmp_path, tiny_backbone):
     n_train = len((res / "data" / "math" / "train.jsonl").read_text().splitlines())  # 96 less benchmark overlap
     assert down["scores_path"].endswith("scores/tiny+dft@64/tiny/math.safetensors") and down["n_examples"] == n_train
     assert (res / "scores" / "tiny" / "tiny" / "math.safetensors").exists()  # the pretrained point
-    means = F.metric_means(C.figure_inputs(C.validate(yaml.safe_load(path.read_text())), "fig1c"), "avg@2")
+    means = F.metric_means(S.figure_inputs(C.validate(yaml.safe_load(path.read_text())), "fig1c"), "avg@2")
     assert set(means) == {"prift-prob", "prift-prob@ref=dft64", "dft"} and all(0 <= v <= 100 for v in means.values())

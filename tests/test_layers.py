@@ -15,11 +15,11 @@ FLOORS = {
     0: {"metrics", "io"},
     1: {"rules", "weighting", "packing", "demo_data"},
     2: {"methods", "recipes", "tables.specs"},
-    3: {"config", "paths", "preflight", "data", "resources"},
+    3: {"config", "sweeps", "paths", "preflight", "data", "resources"},
     4: {"grading", "sandbox", "evalplus_judge"},
     5: {"benchmarks", "codeeval", "livecodebench", "lcb_judge", "mcq"},   # the kinds and their harnesses (evalplus, LCB, lm-eval)
     6: {"runs", "backbone", "analysis"},
-    7: {"scoring", "sft", "rl", "generate", "figures", "tables", "costs", "fetch", "summary",
+    7: {"scoring", "losses", "sft", "dapo", "rl", "generate", "figures", "tables", "costs", "fetch", "summary",
         "frontpage"},
     8: {"cli"},
 }

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from prift import config as C
-from prift import rl
-from prift.rl import GroupCollector, RLRecipe, batch_mapping, completion_text, filter_groups, rl_prompts
+from prift import dapo, rl
+from prift.dapo import GroupCollector, filter_groups
+from prift.rl import RLRecipe, batch_mapping, completion_text, rl_prompts
 from tests.conftest import REPO
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def _scripted_trainer(monkeypatch, pattern_of, G, n_prompts_total, max_rounds=5,
     returns, for each row, prompt ids / completion ids encoding the prompt's index (widths differing per call) and
     sets the rewards given by `pattern_of[prompt id]`."""
     from trl import GRPOTrainer
-    T = rl.DAPOTrainer
+    T = dapo.DAPOTrainer
     calls = []
 
     def fake_parent(self, inputs):
@@ -308,7 +309,7 @@ def test_rl_prompts_dapo_format_and_dedup():
 def prompts():
     """'Solve for x' problems of the demo (answers 1..9): the untrained tiny model names the right digit now and
     then, so some groups have mixed verdicts."""
-    from prift.data import _problem
+    from prift.demo_data import _problem
     rng = random.Random(0)
     rows = []
     for i in range(24):

@@ -11,7 +11,8 @@ import torch
 from prift.backbone import load_model, load_tokenizer
 from prift.data import prepare_train, tokenize_all
 from prift.scoring import ScoreCache, score
-from prift.sft import Method, Recipe, WeightedCollator, method_loss, method_loss_hidden, train
+from prift.losses import method_loss, method_loss_hidden
+from prift.sft import Method, Recipe, WeightedCollator, train
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +326,7 @@ def test_global_batch_must_divide():
 def test_loss_path_is_chosen_by_device_and_size(tiny_backbone):
     """fused_head: auto takes the fused head on a GPU, the full logits on CPU (about twice as fast there) while a
     micro-batch's [B, L, V] logits fit the budget, the fused head beyond; true / false force it."""
-    from prift.sft import FULL_LOGITS_BUDGET, loss_path
+    from prift.losses import FULL_LOGITS_BUDGET, loss_path
     model = load_model(str(tiny_backbone))
     V = model.get_output_embeddings().weight.shape[0]
     assert loss_path("auto", model, device="cuda", tokens=8) is True
@@ -345,7 +346,7 @@ def test_packed_micro_batch_gives_the_padded_loss_and_gradients(tiny_backbone, e
     per-sequence sdpa (what the trainer switches an sdpa model to for packed batches), the logits path through
     transformers' block-diagonal mask."""
     from prift import packing
-    from prift.sft import add_prift_head
+    from prift.losses import add_prift_head
     _, cache = batch_and_cache
     tok = load_tokenizer(str(tiny_backbone))
     tokenized = tokenize_all(tok, examples, 96)

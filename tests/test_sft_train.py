@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from prift import sft
+from prift import losses, sft
 from prift.data import prepare_train
 from prift.scoring import score
 from prift.runs import last_checkpoint
@@ -26,16 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 # A run in a fresh process (kill-and-resume, torchrun); PRIFT_TEST_SLEEP slows every micro-step down.
 RUNNER = """
 import json, os, sys, time
-from prift import sft
+from prift import losses, sft
 from prift.data import prepare_train
 cfg = json.loads(open(sys.argv[1]).read())
 pause = float(os.environ.get("PRIFT_TEST_SLEEP", "0"))
 if pause:
-    inner = sft.method_loss_hidden
+    inner = losses.method_loss_hidden
     def slow(*a, **k):
         time.sleep(pause)
         return inner(*a, **k)
-    sft.method_loss_hidden = slow
+    losses.method_loss_hidden = slow
 ex = prepare_train({"generator": "demo_math", "split": "train", "n": cfg["n"]}, "math", "qwen-boxed")
 sft.train(model_path=cfg["model"], examples=ex, out_dir=cfg["out"], scores_path=cfg.get("scores"),
           recipe=sft.Recipe(**cfg["recipe"]), method=sft.Method.from_config(*cfg["method"]))
@@ -63,7 +63,7 @@ def _max_rel_diff(a, b):
 
 
 def _recipe(**kw):
-    # the fused loss path (the GPU's), which several tests intercept (sft.method_loss_hidden); fused_head: auto would
+    # the fused loss path (the GPU's), which several tests intercept (losses.method_loss_hidden); fused_head: auto would
     # take the full logits on CPU
     base = dict(epochs=1, global_batch_size=8, per_device_batch_size=4, lr=1e-3, max_length=96, max_truncated_frac=1.0,
                 bf16=False, fused_head=True,
@@ -242,14 +242,14 @@ def test_a_diverged_checkpoint_is_not_good_and_a_rerun_after_nan_needs_a_choice(
                     next(model.parameters()).mul_(1e30)
 
     calls = {"n": 0}
-    inner = sft.method_loss_hidden
+    inner = losses.method_loss_hidden
 
     def inf_at_step_3(*a, **k):
         calls["n"] += 1
         loss, diag = inner(*a, **k)
         return (loss * float("inf") if calls["n"] == 5 else loss), diag
 
-    monkeypatch.setattr(sft, "method_loss_hidden", inf_at_step_3)
+    monkeypatch.setattr(losses, "method_loss_hidden", inf_at_step_3)
     out, ckpts = tmp_path / "run" / "final", tmp_path / "run" / "checkpoints"
     method = ["dft", {"rule": "prob"}]
     with pytest.raises(FloatingPointError, match=r"at step 3 .*checkpoint-1"):
@@ -257,7 +257,7 @@ def test_a_diverged_checkpoint_is_not_good_and_a_rerun_after_nan_needs_a_choice(
     assert (ckpts / "checkpoint-2" / "trainer_state.json").exists()
     assert json.loads((ckpts / "checkpoint-2" / "prift_health.json").read_text())["good"] is False
     assert last_checkpoint(ckpts) == str(ckpts / "checkpoint-1")
-    monkeypatch.setattr(sft, "method_loss_hidden", inner)
+    monkeypatch.setattr(losses, "method_loss_hidden", inner)
     with pytest.raises(RuntimeError, match=r"non-finite loss.*after_nan: resume.*checkpoint-1.*after_nan: restart"):
         _run(tiny_backbone, out, 16, method, _recipe(epochs=2, save_steps=1))
     resumed = _run(tiny_backbone, out, 16, method, _recipe(epochs=2, save_steps=1, after_nan="resume"))
@@ -266,14 +266,14 @@ def test_a_diverged_checkpoint_is_not_good_and_a_rerun_after_nan_needs_a_choice(
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_backbone, tmp_path, monkeypatch):
     calls = {"n": 0}
-    inner = sft.method_loss_hidden
+    inner = losses.method_loss_hidden
 
     def inf_at_step_3(*a, **k):  # 2 micro-batches per step: call 5 is the first of step 3
         calls["n"] += 1
         loss, diag = inner(*a, **k)
         return (loss * float("inf") if calls["n"] == 5 else loss), diag
 
-    monkeypatch.setattr(sft, "method_loss_hidden", inf_at_step_3)
+    monkeypatch.setattr(losses, "method_loss_hidden", inf_at_step_3)
     logs: list[str] = []
     with pytest.raises(FloatingPointError, match=r"at step 3 .*checkpoint-2"):
         _run(tiny_backbone, tmp_path / "run" / "final", 16, ["dft", {"rule": "prob"}],
@@ -340,13 +340,13 @@ def test_the_recipe_not_the_launcher_decides_mixed_precision(tiny_backbone, tmp_
     import torch
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     autocast = []
-    inner = sft.method_loss_hidden
+    inner = losses.method_loss_hidden
 
     def spy(*a, **k):
         autocast.append(torch.is_autocast_enabled("cpu"))
         return inner(*a, **k)
 
-    monkeypatch.setattr(sft, "method_loss_hidden", spy)
+    monkeypatch.setattr(losses, "method_loss_hidden", spy)
     s = _run(tiny_backbone, tmp_path / "run" / "final", 16, ["dft", {"rule": "prob"}],
              _recipe(global_batch_size=4, max_steps=1, bf16=True))
     assert autocast == [False] and s["mixed_precision"] == "no" and s["parallelism"] == "single"
@@ -390,7 +390,7 @@ def test_accelerate_configs_are_valid(name, tiny_backbone):
 GRAD_RUNNER = """
 import json, sys, torch
 from transformers import TrainerCallback
-from prift import sft
+from prift import losses, sft
 cfg = json.loads(open(sys.argv[1]).read())
 
 class Dump(TrainerCallback):   # the accumulated (and, under DDP, averaged) gradient of the first optimizer step

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from prift import config as C
 from prift import resources as R
+from prift import sweeps as S
 from prift.data import TOKENIZATION
 from prift.io import write_text
 from prift.paths import TABLE_PARTS, run_id

@@ -1,7 +1,7 @@
 # The paper's figures, PNG (in the report) + PDF. `figures` (per table of analysis.tables): Fig. 1a/1b/3a/3c from the
 # drift probes of the table's runs. `figure`: each figure of the config's `figures:` (Fig. 1c, 3b, 4, 5, 6a, 6b); their
-# runs are ordinary (domain, backbone, method) runs (prift.config.expand_figures adds the sweep points as method
-# entries), so the sft and evaluate rules make their inputs (prift.config.figure_inputs).
+# runs are ordinary (domain, backbone, method) runs (prift.sweeps.expand_figures adds the sweep points as method
+# entries), so the sft and evaluate rules make their inputs (prift.sweeps.figure_inputs).
 
 
 rule figures:
@@ -26,10 +26,10 @@ rule figures:
 
 
 rule figure:
-    """One figure of the config's `figures:` from the files prift.config.figure_inputs lists (metrics of the sweep
+    """One figure of the config's `figures:` from the files prift.sweeps.figure_inputs lists (metrics of the sweep
     points, grades of the pass@k curves, drift probes); its caption: workflow/report/figure.rst."""
     input:
-        lambda w: C.figure_inputs(config, w.figure),
+        lambda w: S.figure_inputs(config, w.figure),
     output:
         png=report(L.figure("{figure}", "png"), category="Figures", caption="../report/figure.rst"),
         pdf=L.figure("{figure}", "pdf"),
