@@ -205,42 +205,9 @@ def cmd_compare(args):
 
 def cmd_paired(args):
     """Each method of a table against each baseline on the same problems (prift.tables.paired)."""
-    import numpy as np
-    from prift import benchmarks as B, config as C, metrics as M
-    from prift.data import read_jsonl
-    from prift.paths import parse_eval
     from prift.tables import paired as P
-    from prift.tables.paper import load_paper
-    cfg = _cfg(args)
-    spec = cfg["tables"][args.table]
-    metrics = list(spec["metrics"])
-    cells = {}
-    for path in map(Path, args.grades):
-        _, bb, m, bench = parse_eval(path)
-        cells[(bb, m, bench)] = B.correctness(cfg, bench, read_jsonl(path), metrics[0])
-    variant = cfg["domains"][spec["domain"]].get("variant", "")
-
-    def variant_of(m):
-        return (C.rl_init(m), C.RL_VARIANT) if C.rl_init(m) else (m, "" if m == C.ORIGINAL else variant)
-    chosen = spec.get("paired") or {}
-    pairs = {}
-    for bb in spec["backbones"]:
-        methods = C.table_methods(spec, bb)
-        if chosen:
-            pairs[bb] = [(m, b) for m in chosen.get("methods", methods) for b in chosen.get("baselines", [])
-                         if m in methods and b in methods and m != b]
-        else:
-            score = {m: float(np.mean([M.per_problem_scores(cells[(bb, m, x)][1], metrics[0]).mean()
-                                       for x in spec["benchmarks"]])) for m in methods}
-            pairs[bb] = P.default_pairs(methods, score)
-    paper = load_paper(args.paper) if args.paper else None
-    frame = P.paired_frame(cells, pairs, spec["benchmarks"], metrics, paper=paper, variant_of=variant_of,
-                           n_boot=cfg["evaluation"].get("n_boot", 1000), seed=cfg["seed"])
-    labels = {**{k: v["label"] for k, v in cfg["methods"].items()}, C.ORIGINAL: "Original",
-              **{k: v["label"] for k, v in cfg["backbones"].items()},
-              **{k: v["label"] for k, v in cfg["benchmarks"].items()}, P.AVERAGE: "Average"}
-    labels |= {f"{m}{C.RL_SUFFIX}": f"{labels[m]} + RL" for m in cfg["methods"]}
-    P.write(frame, args.out_csv, args.out_tex, spec.get("caption", args.table), labels)
+    frame = P.paired_table(_cfg(args), args.table, [Path(p) for p in args.grades], args.paper, args.out_csv,
+                           args.out_tex)
     log.info(f"{args.table}: {len(frame)} paired comparisons, {int(frame.significant.sum()) if len(frame) else 0} "
              f"significant after Holm's correction → {args.out_csv}")
 
@@ -257,11 +224,7 @@ def cmd_summary(args):
         name = path.name[:-len("_paired.csv")]
         frame = pd.read_csv(path) if path.stat().st_size else pd.DataFrame()
         tables[name] = (cfg["tables"][name].get("caption", name), frame)
-    labels = {**{k: v["label"] for k, v in cfg["methods"].items()}, C.ORIGINAL: "Original",
-              **{k: v["label"] for k, v in cfg["backbones"].items()},
-              **{k: v["label"] for k, v in cfg["benchmarks"].items()}}
-    labels |= {f"{m}{C.RL_SUFFIX}": f"{labels[m]} + RL" for m in cfg["methods"]}
-    write_text(args.out, summary_text(tables, labels))
+    write_text(args.out, summary_text(tables, C.labels(cfg)))
     log.info(f"summary of {len(tables)} tables → {args.out}")
 
 
@@ -271,12 +234,9 @@ def cmd_frontpage(args):
     from prift.frontpage import front_page
     from prift.io import write_text
     cfg = _cfg(args)
-    labels = {**{k: v["label"] for k, v in cfg["methods"].items()}, C.ORIGINAL: "Original",
-              **{k: v["label"] for k, v in cfg["backbones"].items()}}
-    labels |= {f"{m}{C.RL_SUFFIX}": f"{labels[m]} + RL" for m in cfg["methods"]}
     text = front_page(args.table, cfg["tables"][args.table].get("caption", args.table), Path(args.table_csv),
                       Path(args.paired_csv) if args.paired_csv else None, [Path(f) for f in args.figures or []],
-                      labels)
+                      C.labels(cfg))
     write_text(args.out, text)
     log.info(f"front page ({args.table}) → {args.out}")
 

@@ -1,6 +1,6 @@
 """Checks of a config against what it points at and of numbers that must agree, before any job runs.
 
-The schema checks each value alone and prift.config.check_references the names between sections; these checks
+The schema checks each value alone and prift.crossrefs.check_references the names between sections; these checks
 read the filesystem or compare numbers across sections, so that a config that cannot run fails at `snakemake -n`
 with one line per problem (`config key '<key>': <what>`), not hours later on a compute node:
 - every local `path:` exists (datasets, benchmarks, the DAG-built backbones' corpora, RL prompts, Fig. 1c's

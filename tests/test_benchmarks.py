@@ -9,6 +9,7 @@ import yaml
 
 from prift import benchmarks as B
 from prift import config as C
+from prift import crossrefs
 from prift import sweeps as S
 from prift.cli import main
 from prift.data import read_jsonl
@@ -39,7 +40,7 @@ def test_registry_agrees_with_the_schema_and_the_harnesses():
     readers = {key: tuple(n for n, k in B.KINDS.items() if key in k.reads)
                for k in B.KINDS.values() for key in k.reads}
     readers["format"] = tuple(n for n, k in B.KINDS.items() if k.formats)
-    assert C.BENCHMARK_KIND_KEYS == readers
+    assert crossrefs.BENCHMARK_KIND_KEYS == readers
     assert [n for n, k in B.KINDS.items() if not k.sampled] == ["mcq"]   # the only one whose `generation` is refused
 
 

@@ -137,3 +137,39 @@ def write(frame: pd.DataFrame, out_csv: Path | str, out_tex: Path | str, caption
           labels: Mapping[str, str] | None = None) -> None:
     write_text(out_csv, to_csv_text(frame))
     write_text(out_tex, to_latex_text(frame, caption, labels))
+
+
+def paired_table(cfg: dict, table: str, grades: Sequence[Path], paper: Path | str | None, out_csv: Path | str,
+                 out_tex: Path | str) -> pd.DataFrame:
+    """Table `table` of the (validated) config, paired: its methods against its baselines (`tables.<t>.paired`, else
+    `default_pairs` by the first metric's average) on the grades of its runs, written as CSV and LaTeX; the paper's
+    stated differences beside ours where `paper` (its transcription, config/paper/<table>.csv) is given."""
+    from prift import benchmarks as B, config as C
+    from prift.data import read_jsonl
+    from prift.paths import parse_eval
+    from prift.tables.paper import load_paper
+    spec = cfg["tables"][table]
+    metrics = list(spec["metrics"])
+    cells = {}
+    for path in map(Path, grades):
+        _, bb, m, bench = parse_eval(path)
+        cells[(bb, m, bench)] = B.correctness(cfg, bench, read_jsonl(path), metrics[0])
+    variant = cfg["domains"][spec["domain"]].get("variant", "")
+
+    def variant_of(m):
+        return (C.rl_init(m), C.RL_VARIANT) if C.rl_init(m) else (m, "" if m == C.ORIGINAL else variant)
+    chosen = spec.get("paired") or {}
+    pairs = {}
+    for bb in spec["backbones"]:
+        methods = C.table_methods(spec, bb)
+        if chosen:
+            pairs[bb] = [(m, b) for m in chosen.get("methods", methods) for b in chosen.get("baselines", [])
+                         if m in methods and b in methods and m != b]
+        else:
+            score = {m: float(np.mean([M.per_problem_scores(cells[(bb, m, x)][1], metrics[0]).mean()
+                                       for x in spec["benchmarks"]])) for m in methods}
+            pairs[bb] = default_pairs(methods, score)
+    frame = paired_frame(cells, pairs, spec["benchmarks"], metrics, paper=load_paper(paper) if paper else None,
+                         variant_of=variant_of, n_boot=cfg["evaluation"].get("n_boot", 1000), seed=cfg["seed"])
+    write(frame, out_csv, out_tex, spec.get("caption", table), C.labels(cfg))
+    return frame
