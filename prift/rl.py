@@ -327,7 +327,8 @@ def train_rl(*, model_path: str, prompts: list[dict], out_dir: str | Path, recip
                "use_vllm": use_vllm, "train_loss": result.training_loss, "resumed_from": resume,
                "seconds": round(time.time() - t0, 1), "fingerprint": fp,
                "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, bool(recipe.bf16 and cuda)),
-               "final_reward": step_logs[-1].get("reward") if step_logs else None}
+               "final_reward": step_logs[-1].get("reward") if step_logs else None,
+               "tokens": trainer.state.num_input_tokens_seen}   # prompt + completion tokens (TRL's count)
     runs.publish(trainer, out_dir, ckpt_dir, tok, summary, keep_checkpoints=recipe.keep_checkpoints, log=log)
     if trainer.is_world_process_zero():
         log(f"DAPO: {summary['rl_steps']} RL steps, {summary['seconds']} s → {out_dir}")

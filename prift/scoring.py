@@ -250,6 +250,7 @@ def score(model_path: str, examples: list[dict], out: str | Path, *, max_length:
             "student": student or None, "vocab_rows": rows, "tokenization": TOKENIZATION,
             "tokenizer_hash": tokenizer_hash(tok), "dataset_hash": dataset_hash(examples), "template": template,
             "max_length": max_length, "topk": topk, "n_examples": len(examples),
+            "input_tokens": sum(len(t["input_ids"]) for t in tokenized),   # what the pass computes (cost table)
             "dtype": str(next(model.parameters()).dtype), "processes": world}
     if world > 1:
         part = out.with_name(f"{out.name}.part{rank}of{world}")

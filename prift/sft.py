@@ -160,6 +160,7 @@ class WeightedSFTTrainer(SFTTrainer):
                              f"would need the same sharding); use DDP")
         self._acc: dict[str, torch.Tensor] = {}
         self._t_log = None
+        self.tokens_seen = 0   # real (non-padding) input tokens of this session, all processes (the cost table)
         self.add_callback(_Hooks(self))
 
     # -- loss
@@ -223,6 +224,7 @@ class WeightedSFTTrainer(SFTTrainer):
             if self.accelerator.num_processes > 1:
                 vals = self.accelerator.reduce(vals, reduction="sum")
             d = dict(zip(keys, vals.tolist()))
+            self.tokens_seen += int(d["tokens"])
             logs.update(losses.diag_means(d))
             now = time.perf_counter()
             if self._t_log is not None and now > self._t_log:
@@ -384,7 +386,8 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
                "train_loss": result.training_loss, "resumed_from": resume, "seconds": round(time.time() - t0, 1),
                "grad_accum": accum, "world_size": world, "parallelism": parallelism,
                "mixed_precision": trainer.accelerator.mixed_precision, "fused_head": trainer.fused, "fingerprint": fp,
-               "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, use_bf16)}
+               "save_dtype": runs.resolve_save_dtype(recipe.save_dtype, use_bf16),
+               "tokens": trainer.tokens_seen}
     runs.publish(trainer, out_dir, ckpt_dir, tok, summary, keep_checkpoints=recipe.keep_checkpoints,
                  files={paths.PROBES: probes}, log=log)
     if trainer.is_world_process_zero():

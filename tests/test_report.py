@@ -65,12 +65,45 @@ def test_costs_disk_per_stage_is_what_the_jobs_outputs_hold(bench_tree, tmp_path
     (res / "sft" / "math" / "big" / "dft").mkdir(parents=True)
     (res / "sft" / "math" / "big" / "dft" / "model.safetensors").write_bytes(b"x" * 1000)
     (res / "samples" / "math" / "tiny" / "sft").mkdir(parents=True)
-    (res / "samples" / "math" / "tiny" / "sft" / "math500.jsonl").write_bytes(b"x" * 500)
+    samples = '{"id": "p", "sample": 0, "completion_tokens": 3}\n' * 10
+    (res / "samples" / "math" / "tiny" / "sft" / "math500.jsonl").write_text(samples)
     (res / "samples" / "math" / "tiny" / "sft" / "math500x.jsonl").write_bytes(b"x" * 7)   # another job's
     frame = costs.aggregate(sorted(bench_tree.rglob("*.tsv")), bench_tree, {}, results=res).set_index("stage")
     assert frame.loc["sft", "disk_gb"] == pytest.approx(10_000 / 1e9)
-    assert frame.loc["generate", "disk_gb"] == pytest.approx(500 / 1e9)
-    assert frame.loc["total", "disk_gb"] == pytest.approx(10_500 / 1e9)
+    assert frame.loc["generate", "disk_gb"] == pytest.approx(len(samples) / 1e9)
+    assert frame.loc["total", "disk_gb"] == pytest.approx((10_000 + len(samples)) / 1e9)
+
+
+def test_costs_tokens_per_stage_are_what_the_jobs_outputs_say(tmp_path):
+    """Tokens and tokens/s per stage: SFT from the run's prift_run.json, the reference pass from its cache's
+    provenance (input_tokens), sampling from the completion tokens of its samples; stages whose outputs say nothing
+    (grading) and runs without a count stay empty."""
+    import torch
+    from prift.scoring import save_scores
+    res = tmp_path / "results"
+    L = Layout(res)
+    root = Path(L.timing_root())
+    bench(Path(L.timing("sft", "math", "tiny", "sft")), (100, 1000))
+    bench(Path(L.timing("sft", "math", "tiny", "dft")), (300, 1000))
+    bench(Path(L.timing("score", "tiny", "tiny", "math")), (50, 800))
+    bench(Path(L.timing("generate", "math", "tiny", "sft", "math500")), (20, 900))
+    bench(Path(L.timing("grade", "math", "tiny", "sft", "math500")), (5, 100))
+    write_json(Path(L.sft_final("math", "tiny", "sft")) / "prift_run.json", {"tokens": 12_000})
+    write_json(Path(L.sft_final("math", "tiny", "dft")) / "prift_run.json", {"tokens": 36_000})
+    stats = [{k: torch.zeros(4) for k in ("logp", "prob", "entropy", "entropy_topk", "mass", "rank")}]
+    Path(L.scores("tiny", "tiny", "math")).parent.mkdir(parents=True)
+    save_scores(L.scores("tiny", "tiny", "math"), stats, ["a"], {"input_tokens": 9_000})
+    write_jsonl(L.samples("math", "tiny", "sft", "math500"),
+                [{"id": "p", "sample": k, "completion_tokens": 100 + k} for k in range(4)])
+    write_jsonl(L.grades("math", "tiny", "sft", "math500"), [{"id": "p", "sample": 0, "qwen": True}])
+    frame = costs.aggregate(sorted(root.rglob("*.tsv")), root, {}, results=res).set_index("stage")
+    assert frame.loc["sft", "tokens"] == 48_000 and frame.loc["sft", "tokens_per_s"] == pytest.approx(120.0)
+    assert frame.loc["score", "tokens"] == 9_000 and frame.loc["score", "tokens_per_s"] == pytest.approx(180.0)
+    assert frame.loc["generate", "tokens"] == 406 and frame.loc["generate", "tokens_per_s"] == pytest.approx(20.3)
+    assert math.isnan(frame.loc["grade", "tokens"]) and math.isnan(frame.loc["grade", "tokens_per_s"])
+    assert frame.loc["total", "tokens"] == 48_000 + 9_000 + 406
+    text = costs.to_csv_text(frame.reset_index())
+    assert text.splitlines()[0].endswith(",tokens,tokens_per_s") and ",48000,120.0" in text
 
 
 def test_costs_verb_writes_the_csv_and_names_bad_files(bench_tree, tmp_path):

@@ -373,6 +373,8 @@ def test_dapo_steps_change_the_policy(tiny_backbone, prompts, tmp_path, one_thre
             assert k in h, k
         assert h["dynamic_sampling/groups_kept"] + h["dynamic_sampling/groups_short"] == 2
     assert any("rl step 2/2" in line for line in logs)
+    # the run's tokens (the cost table): TRL's count of prompt + completion tokens, the last logged value
+    assert s["tokens"] == max(h["num_tokens"] for h in hist if "num_tokens" in h) > 0
     a, b = load_model(str(tiny_backbone)), load_model(str(out))
     with torch.no_grad():
         moved = max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))

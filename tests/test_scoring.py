@@ -117,6 +117,11 @@ def test_two_process_pass_equals_one_process(tiny_backbone, examples, tmp_path):
     for k in STAT_KEYS:
         torch.testing.assert_close(a.columns[k], b.columns[k], rtol=1e-5, atol=1e-6, msg=k)
     assert b.provenance["processes"] == 2 and not list(tmp_path.glob("two.safetensors.part*"))
+    # the tokens the pass computed (the cost table's tokens/s): every example's prompt + response, once
+    from transformers import AutoTokenizer
+    from prift.data import tokenize_all
+    real = sum(len(t["input_ids"]) for t in tokenize_all(AutoTokenizer.from_pretrained(str(tiny_backbone)), examples, 96))
+    assert a.provenance["input_tokens"] == b.provenance["input_tokens"] == real
 
 
 def test_packed_reference_pass_gives_the_padded_statistics(tiny_backbone, examples):

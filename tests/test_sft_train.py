@@ -93,9 +93,15 @@ def test_ema_rho_1_is_the_pretrained_source(tiny_backbone, scores16, tmp_path, f
     r = _recipe(global_batch_size=4, fused_head=fused)
     a = _run(tiny_backbone, tmp_path / "ema" / "final", 16, ["ema1", {"rule": "prob", "source": "ema",
                                                                      "ema_rho": 1.0}], r)
-    _run(tiny_backbone, tmp_path / "pp" / "final", 16, ["pp", {"rule": "prob", "source": "pretrained"}], r,
-             scores=scores16)
+    b = _run(tiny_backbone, tmp_path / "pp" / "final", 16, ["pp", {"rule": "prob", "source": "pretrained"}],
+             _recipe(global_batch_size=4, fused_head=fused, packing=False), scores=scores16)
     assert a["fused_head"] == fused and a["global_steps"] == 4
+    # the tokens the run computed (the cost table's tokens/s): every example's real tokens once, padding excluded
+    from transformers import AutoTokenizer
+    from prift.data import tokenize_all
+    tok = AutoTokenizer.from_pretrained(str(tiny_backbone))
+    real = sum(len(t["input_ids"]) for t in tokenize_all(tok, _examples(16), 96))
+    assert a["tokens"] == b["tokens"] == real, (a["tokens"], b["tokens"], real)
     wa, wb = _weights(tmp_path / "ema" / "final"), _weights(tmp_path / "pp" / "final")
     w0 = _weights(tiny_backbone)
     moved = max(((wb[k] - w0[k]).norm() / w0[k].norm()).item() for k in wb)
