@@ -132,7 +132,7 @@ def test_deleting_one_checkpoint_reruns_exactly_its_dependents(demo_run):
     benches = cfg["tables"]["table3"]["benchmarks"]
     both = ("csv", "tex")
     # dft is no RL init, so Table 5 stays; Table 3, its paired comparisons, its side by side with the paper, its
-    # figures and the cost summary are redone
+    # figures, the cost summary, results/summary.md and the report's front page are redone
     assert planned(path, final, "all") == {
         "sft": {final},
         **{rule: {getattr(L, kind)("math", "tiny", "dft", b) for b in benches}
@@ -140,7 +140,7 @@ def test_deleting_one_checkpoint_reruns_exactly_its_dependents(demo_run):
         "table": {L.table("table3", ext) for ext in both},
         "paired": {L.table("table3", ext, "_paired") for ext in both},
         "compare": {L.table("table3", ext, "_vs_paper") for ext in both} | {L.vs_paper_notes("table3")},
-        "costs": {L.costs()},
+        "costs": {L.costs()}, "summary": {L.summary()}, "frontpage": {L.front_page()},
         "figures": {L.table_figure("table3", f, ext) for f in ("fig1a", "fig1b", "fig3a", "fig3c")
                     for ext in ("png", "pdf")}}
     p = snakemake(path, str(final), "all")
