@@ -341,10 +341,10 @@ def reference_of(cfg: dict, backbone: str, method: str) -> str | None:
 
 def labels(cfg: dict) -> dict[str, str]:
     """The display label of every method (RL runs `<init>+rl` included), backbone and benchmark of the config, and
-    of `original` and the benchmarks' average."""
+    of `original`."""
     out = {**{k: v["label"] for k, v in cfg["methods"].items()}, ORIGINAL: "Original",
            **{k: v["label"] for k, v in cfg["backbones"].items()},
-           **{k: v["label"] for k, v in cfg["benchmarks"].items()}, "average": "Average"}
+           **{k: v["label"] for k, v in cfg["benchmarks"].items()}}
     return out | {f"{m}{RL_SUFFIX}": f"{out[m]} + RL" for m in cfg["methods"]}
 
 

@@ -20,11 +20,12 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from prift.paths import Layout
+from prift.paths import FINAL, Layout
 
 COLUMNS = ("stage", "jobs", "wall_h", "longest_job_h", "max_rss_mb", "gpus_per_job", "gpu_hours", "disk_gb", "tokens",
            "tokens_per_s")
 TOTAL = "total"
+TOKEN_STAGES = ("sft", "rl", "score", "generate")   # the stages whose outputs count their tokens (job_tokens)
 
 
 def read_benchmark(path: Path | str) -> tuple[float, float]:
@@ -65,26 +66,25 @@ def _job_output(path: Path | str, root: Path | str, results: Path | str) -> Path
 
 
 def job_tokens(path: Path | str, root: Path | str, results: Path | str) -> float:
-    """Tokens the job timed by benchmark file `path` processed, from its output (see the module doc); NaN where the
-    output says none (grading, metrics, tables)."""
-    out = _job_output(path, root, results)
-    if out is None:
+    """Tokens the job timed by benchmark file `path` processed, from its output (see the module doc); NaN for the
+    stages that count none (grading, metrics, tables) and for an output that holds no count."""
+    stage = stage_of(path, root)
+    if stage not in TOKEN_STAGES:
         return math.nan
-    if out.is_dir():
-        runs = sorted(out.rglob("prift_run.json"))
-        tokens = json.loads(runs[0].read_text()).get("tokens") if runs else None
-        return float(tokens) if tokens is not None else math.nan
-    for f in sorted(out.parent.glob(out.name + ".*")):
-        if f.suffix == ".safetensors":
-            from safetensors import safe_open
-            with safe_open(str(f), framework="numpy") as s:
-                tokens = json.loads((s.metadata() or {}).get("input_tokens", "null"))
-            return float(tokens) if tokens is not None else math.nan
-        if f.suffix == ".jsonl":
-            with open(f, encoding="utf-8") as lines:
-                counts = [json.loads(line).get("completion_tokens") for line in lines if line.strip()]
-            return float(sum(counts)) if counts and None not in counts else math.nan
-    return math.nan
+    out = _job_output(path, root, results)
+    tokens = None
+    if stage in ("sft", "rl"):
+        run = out / FINAL / "prift_run.json"
+        tokens = json.loads(run.read_text()).get("tokens") if run.is_file() else None
+    elif stage == "score" and (f := out.with_name(out.name + ".safetensors")).is_file():
+        from safetensors import safe_open
+        with safe_open(str(f), framework="numpy") as s:
+            tokens = json.loads((s.metadata() or {}).get("input_tokens", "null"))
+    elif stage == "generate" and (f := out.with_name(out.name + ".jsonl")).is_file():
+        with open(f, encoding="utf-8") as lines:
+            counts = [json.loads(line).get("completion_tokens") for line in lines if line.strip()]
+        tokens = sum(counts) if counts and None not in counts else None
+    return float(tokens) if tokens is not None else math.nan
 
 
 def job_disk_bytes(path: Path | str, root: Path | str, results: Path | str) -> float:

@@ -171,5 +171,5 @@ def paired_table(cfg: dict, table: str, grades: Sequence[Path], paper: Path | st
             pairs[bb] = default_pairs(methods, score)
     frame = paired_frame(cells, pairs, spec["benchmarks"], metrics, paper=load_paper(paper) if paper else None,
                          variant_of=variant_of, n_boot=cfg["evaluation"].get("n_boot", 1000), seed=cfg["seed"])
-    write(frame, out_csv, out_tex, spec.get("caption", table), C.labels(cfg))
+    write(frame, out_csv, out_tex, spec.get("caption", table), C.labels(cfg) | {AVERAGE: "Average"})
     return frame
