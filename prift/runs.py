@@ -83,7 +83,12 @@ def prepare_checkpoints(ckpt_dir: str | Path, fp: str, describe: dict, *, after_
     """The checkpoint to resume from, after making sure that every checkpoint in `ckpt_dir` was made by a run of
     fingerprint `fp` (else the folder is emptied: the run starts over, and the log says why). `describe` is written
     beside the fingerprint for a reader. After a non-finite-loss stop, `after_nan` decides: "stop" (raise, naming
-    the two choices), "resume" (from the last healthy checkpoint) or "restart" (from step 0)."""
+    the two choices), "resume" (from the last healthy checkpoint) or "restart" (from step 0).
+
+    Every process of a launch calls it: all of them read the folder, then the main process alone changes it, and all
+    return once it is done (two processes emptying and writing one folder at once lose each other's files)."""
+    from accelerate import PartialState
+    state = PartialState()
     ckpt_dir = Path(ckpt_dir)
     fp_file = ckpt_dir / FINGERPRINT_FILE
     have = None
@@ -92,28 +97,31 @@ def prepare_checkpoints(ckpt_dir: str | Path, fp: str, describe: dict, *, after_
             have = json.loads(fp_file.read_text()).get("fingerprint")
         except ValueError:
             have = None
-    if ckpt_dir.is_dir() and any(ckpt_dir.iterdir()) and have != fp:
-        n = len(_complete_checkpoints(ckpt_dir))
-        log(f"{ckpt_dir}: {n} checkpoint(s) made by another configuration (fingerprint {have} != {fp}): "
-            f"discarded, training from step 0")
-        shutil.rmtree(ckpt_dir)
+    stale = ckpt_dir.is_dir() and any(ckpt_dir.iterdir()) and have != fp
     stopped = ckpt_dir / STOPPED_FILE
-    if stopped.is_file():
-        info = json.loads(stopped.read_text())
-        if after_nan == "stop":
-            raise RuntimeError(f"{ckpt_dir}: the last run stopped on a non-finite loss ({info.get('reason')}); "
-                               f"running it again with the same configuration needs a choice: set `after_nan: "
-                               f"resume` (from the last healthy checkpoint, {last_checkpoint(ckpt_dir) or 'none'}) or "
-                               f"`after_nan: restart` (from step 0) in the training recipe, or change the recipe")
-        if after_nan == "restart":
+    info = json.loads(stopped.read_text()) if not stale and stopped.is_file() else None
+    if info is not None and after_nan == "stop":
+        raise RuntimeError(f"{ckpt_dir}: the last run stopped on a non-finite loss ({info.get('reason')}); "
+                           f"running it again with the same configuration needs a choice: set `after_nan: "
+                           f"resume` (from the last healthy checkpoint, {last_checkpoint(ckpt_dir) or 'none'}) or "
+                           f"`after_nan: restart` (from step 0) in the training recipe, or change the recipe")
+    state.wait_for_everyone()   # every process has read the folder before it changes
+    if state.is_main_process:
+        if stale:
+            n = len(_complete_checkpoints(ckpt_dir))
+            log(f"{ckpt_dir}: {n} checkpoint(s) made by another configuration (fingerprint {have} != {fp}): "
+                f"discarded, training from step 0")
+            shutil.rmtree(ckpt_dir)
+        elif info is not None and after_nan == "restart":
             log(f"{ckpt_dir}: after_nan=restart: discarding the checkpoints of the stopped run")
             shutil.rmtree(ckpt_dir)
-        else:
+        elif info is not None:
             stopped.unlink()
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    if not fp_file.is_file():
-        from prift.io import write_text
-        write_text(fp_file, json.dumps({"fingerprint": fp, "of": describe}, indent=1, sort_keys=True, default=str))
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if not fp_file.is_file():
+            from prift.io import write_text
+            write_text(fp_file, json.dumps({"fingerprint": fp, "of": describe}, indent=1, sort_keys=True, default=str))
+    state.wait_for_everyone()
     return last_checkpoint(ckpt_dir)
 
 

@@ -328,8 +328,6 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
     summary = runs.completed(out_dir, fp, log)
     if summary is not None:
         return summary
-    resume = runs.prepare_checkpoints(ckpt_dir, fp, describe, after_nan=recipe.after_nan, log=log)
-
     ds = Dataset.from_list([{"input_ids": t["input_ids"], "labels": t["labels"], "idx": i}
                             for i, t in enumerate(tokenized)])
     model = load_model(model_path, dtype=dtype or "float32")
@@ -358,6 +356,8 @@ def train(*, model_path: str, examples: list[dict], out_dir: str | Path, method:
                       data_collator=WeightedCollator(tok.pad_token_id, cache, stat_keys=keys, packed=recipe.packing),
                       callbacks=[runs.health_callback(), *(callbacks or [])])
     parallelism = runs.parallelism(trainer, log=log)
+    # once the trainer has set up the processes of the launch, which prepare_checkpoints synchronises
+    resume = runs.prepare_checkpoints(ckpt_dir, fp, describe, after_nan=recipe.after_nan, log=log)
     probes = paths.probes_beside(out_dir)
     if analysis and analysis.get("every") and heldout:
         from prift.analysis import DriftProbe
