@@ -86,10 +86,11 @@ def cmd_sft(args):
     from prift.data import read_examples
     from prift.methods import Method
     from prift.recipes import Recipe
+    from prift.seeds import recipe_of
     from prift.sft import train
     cfg = _cfg(args)
     method = Method.from_config(args.method, cfg["methods"][args.method])
-    recipe = Recipe.from_config(cfg["training"][args.domain])
+    recipe = Recipe.from_config(recipe_of(cfg, args.domain, args.method))
     ref_key = method.reference or args.backbone
     ref = C.backbone_path(cfg, ref_key) if method.needs_ref_logits else None
     provenance = {"backbone": cfg["backbones"][args.backbone],
@@ -125,13 +126,15 @@ def cmd_rl(args):
     from prift.data import read_jsonl
     from prift.recipes import RLRecipe
     from prift.rl import train_rl
+    from prift.seeds import seed_offset, split_seed
     cfg = _cfg(args)
     rl = _rl_section(cfg)
     if args.backbone not in rl["backbones"]:
         raise C.ConfigError(f"config key 'rl.backbones': no entry for backbone '{args.backbone}'")
-    if args.init not in rl["inits"]:
+    if split_seed(args.init)[0] not in rl["inits"]:
         raise C.ConfigError(f"config key 'rl.inits': '{args.init}' is not an RL init (known: {rl['inits']})")
     recipe = RLRecipe.from_config({"seed": cfg["seed"], **(rl.get("recipe") or {})}, rl["backbones"][args.backbone])
+    recipe.seed += seed_offset(cfg, args.domain, args.init)     # a further seed's RL run (prift.seeds)
     train_rl(model_path=C.resolve_weights(cfg, args.model or C.model_dir(cfg, args.domain, args.backbone, args.init)),
              prompts=read_jsonl(args.prompts), out_dir=args.out, recipe=recipe,
              provenance={"backbone": cfg["backbones"][args.backbone]}, log=log.info)
@@ -167,7 +170,7 @@ def cmd_figures(args):
 def cmd_generate(args):
     from prift.generate import generate_benchmark
     generate_benchmark(_cfg(args), args.benchmark, args.model, args.problems, args.out, backbone=args.backbone,
-                       log=log.info)
+                       seed_offset=args.seed_offset, log=log.info)
 
 
 def cmd_grade(args):
@@ -196,7 +199,7 @@ def cmd_compare(args):
     cfg = _cfg(args)
     ours = T.specs_from_config({**cfg, "tables": C.table_layouts(cfg)})[args.table]
     spec = T.comparison_spec(T.SPECS.get(args.table, ours), ours)
-    table = T.render_comparison(spec, T.load_metrics([Path(p) for p in args.metrics]),
+    table = T.render_comparison(spec, T.pool_seeds(T.load_metrics([Path(p) for p in args.metrics])),
                                 T.paper_frame_for(spec, args.paper), args.out_csv, args.out_tex)
     both = table.ours.notna() & table.paper.notna()
     log.info(f"{args.table} vs paper: {int(both.sum())} of {len(table)} cells have both numbers, "
@@ -324,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--model", "--benchmark", "--problems", "--out"):
         s.add_argument(a, required=True)
     s.add_argument("--backbone", help="the backbone of the model (its max_model_len and config entry)")
+    s.add_argument("--seed-offset", type=int, default=0,
+                   help="added to the config's seed: the samples of a further seed's run (prift.seeds.seed_offset)")
     s = verb("grade", cmd_grade, "grade kept samples (math, code) or score a model's option letters (mcq)")
     s.add_argument("--benchmark", required=True); s.add_argument("--out", required=True)
     s.add_argument("--problems", help="prepared benchmark (math, code)")

@@ -58,18 +58,19 @@ def validate(cfg: dict) -> dict:
     defaults and figure sweeps added; every problem found is one line of the ConfigError."""
     from prift import preflight as P
     from prift.crossrefs import check_reference_tokenizers, check_references
+    from prift.seeds import check_seeds, expand_seeds
     from prift.sweeps import check_figures, expand_figures
     numbers_from_yaml11(cfg)
     msgs = schema_errors(cfg)
     if not msgs:
         msgs = resolve_training(cfg) + resolve_tables(cfg)
     if not msgs:
-        names = check_references(cfg) + check_figures(cfg)
+        names = check_references(cfg) + check_figures(cfg) + check_seeds(cfg)
         msgs = names + P.check_paths(cfg) + P.check_batches(cfg) + P.check_samples(cfg)
         if not names:  # checks over the runs, which need every name to resolve
             msgs += check_reference_tokenizers(cfg)
             # the held-out examples of every domain, Fig. 1c's reference domains included
-            cfg = expand_figures(with_defaults(cfg))
+            cfg = expand_figures(expand_seeds(with_defaults(cfg)))
             msgs += P.check_heldout(cfg)
     if msgs:
         raise ConfigError("invalid config:\n  " + "\n  ".join(msgs))

@@ -314,10 +314,11 @@ def generate(model_path: str, problems: list[dict], out: str | Path, *, n: int =
 
 
 def generate_benchmark(cfg: dict, benchmark: str, model: str, problems: str | Path, out: str | Path, *,
-                       backbone: str | None = None, log=print) -> dict:
+                       backbone: str | None = None, seed_offset: int = 0, log=print) -> dict:
     """`prift generate`: sample a benchmark's prepared problems with its kind's prompts and stops and the config's
     generation settings (the global `generation` section, the benchmark's own over it); `backbone`: the model's
-    backbone entry (its max_model_len, and part of the samples' provenance)."""
+    backbone entry (its max_model_len, and part of the samples' provenance); `seed_offset`: added to the config's
+    seed (a further seed's run samples its own stream: prift.seeds)."""
     from prift import benchmarks as B
     from prift.config import resolve_weights
     from prift.data import read_jsonl
@@ -330,7 +331,8 @@ def generate_benchmark(cfg: dict, benchmark: str, model: str, problems: str | Pa
         "backend") == "vllm" else {}
     return generate(resolve_weights(cfg, model), read_jsonl(problems), out,
                     n=g.get("n", 16), temperature=g.get("temperature", 1.0),
-                    top_p=g.get("top_p", 1.0), max_new_tokens=g.get("max_new_tokens", 4096), seed=cfg["seed"],
+                    top_p=g.get("top_p", 1.0), max_new_tokens=g.get("max_new_tokens", 4096),
+                    seed=cfg["seed"] + seed_offset,
                     backend=g.get("backend", "auto"), batch_size=g.get("batch_size", 64), kind=K.name,
                     fmt=entry.get("format"), chat=entry.get("chat", True), prompt=g.get("prompt", "harness"),
                     stop=g.get("stop"), stop_token_ids=g.get("stop_token_ids", "auto"),

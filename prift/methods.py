@@ -35,6 +35,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ema", cached=False, reference="", needs=("ema_rho",)),
 )}
 KEYS = ("rule", "source", "params", "reference", "ema_rho", "asft_beta", "kd_beta", "min_selected_frac", "label")
+RUN_KEYS = ("label", "seed")   # keys of a method entry that are not the method: its label, a seed run's seed (prift.seeds)
 
 
 def _close(name: str, known) -> str:
@@ -46,7 +47,8 @@ def check_method(name: str, spec: dict) -> list[str]:
     """Every problem with one entry of `methods:`, each as "config key 'methods.<name>...': ..."; [] when it is a
     valid method."""
     key = f"config key 'methods.{name}"
-    msgs = [f"{key}.{k}': unknown key{_close(k, KEYS)}; allowed here: {sorted(KEYS)}" for k in spec if k not in KEYS]
+    known = KEYS + RUN_KEYS[1:]
+    msgs = [f"{key}.{k}': unknown key{_close(k, known)}; allowed here: {sorted(known)}" for k in spec if k not in known]
     rule, source = spec.get("rule", "sft"), spec.get("source", "online")
     if rule not in R.RULES:
         msgs.append(f"{key}.rule': unknown rule '{rule}'{_close(rule, R.RULES)}; known: {sorted(R.RULES)}")
@@ -92,7 +94,7 @@ class Method:
         problems = check_method(name, spec)
         if problems:
             raise ValueError(f"method '{name}': " + "; ".join(problems))
-        return cls(name=name, **{k: v for k, v in spec.items() if k != "label"})
+        return cls(name=name, **{k: v for k, v in spec.items() if k not in RUN_KEYS})
 
     @property
     def stats(self) -> tuple[str, ...]:

@@ -221,29 +221,52 @@ def per_problem_scores(correct: Sequence[Sequence[bool]] | np.ndarray, metric: s
 _EXACT_FLIPS = 16   # up to this many problems the sign-flip test enumerates all 2^n sign vectors
 
 
-def paired_difference(a: Sequence[Sequence[float]] | Sequence[float], b: Sequence[Sequence[float]] | Sequence[float],
-                      *, n_boot: int = 2000, n_perm: int = 20000, alpha: float = 0.05, seed: int = 0) -> dict:
+def paired_difference(a, b, *, n_boot: int = 2000, n_perm: int = 20000, alpha: float = 0.05, seed: int = 0) -> dict:
     """Method A minus method B on the same problems.
 
-    ``a`` and ``b`` are per-problem scores (:func:`per_problem_scores`) in the same problem order, either one
-    sequence (one benchmark) or one sequence per benchmark (strata). The statistic is the mean over strata of the
-    mean difference within each stratum - the difference of the tables' averages over benchmarks. Returns, in
-    percentage points: ``delta``; ``ci`` = the percentile interval of a paired bootstrap that resamples the problems
-    of each stratum with replacement, the same problems for both methods; ``p`` = the two-sided p-value of a
-    sign-flip permutation test (under H0 the two methods' scores of a problem are exchangeable: each difference
-    flips sign with probability 1/2), exact by enumeration up to 16 problems, else ``(1 + #{|T*| >= |T|}) /
-    (1 + n_perm)``; ``n_problems``."""
-    strata_a = [np.asarray(x, dtype=float) for x in (a if np.ndim(a[0]) else [a])]
-    strata_b = [np.asarray(x, dtype=float) for x in (b if np.ndim(b[0]) else [b])]
-    if [len(x) for x in strata_a] != [len(x) for x in strata_b] or not strata_a or not all(len(x) for x in strata_a):
-        raise ValueError("paired_difference: both methods need scores for the same, non-empty problem sets")
-    d = [x - y for x, y in zip(strata_a, strata_b)]
+    ``a`` and ``b`` are per-problem scores (:func:`per_problem_scores`) in the same problem order: one sequence (one
+    benchmark), or one entry per benchmark (strata), each a sequence over problems or, for runs repeated over seeds,
+    a [seeds, problems] array (seed i of A paired with seed i of B: the same seed's data order and samples). The
+    statistic is the mean over strata of the mean difference within each stratum (over its seeds and problems) - the
+    difference of the tables' averages over benchmarks. Returns, in percentage points: ``delta``; ``ci`` = the
+    percentile interval of a paired bootstrap that resamples the problems of each stratum with replacement, the same
+    problems for both methods, and with several seeds first the seeds (with replacement, the same for every
+    stratum: a seed is one trained model), so that the interval carries the seed-to-seed spread too; ``p`` = the
+    two-sided p-value of a sign-flip permutation test on the per-problem differences (averaged over seeds): under
+    H0 the two methods' scores of a problem are exchangeable, each difference flips sign with probability 1/2;
+    exact by enumeration up to 16 problems, else ``(1 + #{|T*| >= |T|}) / (1 + n_perm)``; ``n_problems``;
+    ``n_seeds``. With one seed the draws are those of the one-seed bootstrap."""
+    def strata(x):
+        first = np.asarray(x[0], dtype=float)
+        parts = [x] if first.ndim == 0 else list(x)
+        return [np.atleast_2d(np.asarray(p, dtype=float)) for p in parts]
+
+    strata_a, strata_b = strata(a), strata(b)
+    shapes = [x.shape for x in strata_a]
+    if (shapes != [x.shape for x in strata_b] or not strata_a or not all(s[1] for s in shapes)
+            or len({s[0] for s in shapes}) != 1):
+        raise ValueError("paired_difference: both methods need scores for the same, non-empty problem sets and the "
+                         "same seeds in every stratum")
+    d = [x - y for x, y in zip(strata_a, strata_b)]                     # each [seeds, problems]
+    n_seeds = shapes[0][0]
     delta = float(np.mean([x.mean() for x in d]))
     rng = np.random.default_rng(seed)
-    boot = np.mean([x[rng.integers(0, len(x), size=(int(n_boot), len(x)))].mean(axis=1) for x in d], axis=0)
+    if n_seeds == 1:
+        boot = np.mean([x[0][rng.integers(0, x.shape[1], size=(int(n_boot), x.shape[1]))].mean(axis=1) for x in d],
+                       axis=0)
+    else:
+        sidx = rng.integers(0, n_seeds, size=(int(n_boot), n_seeds))   # the seeds of each replicate, all strata
+        per = []
+        for x in d:
+            pidx = rng.integers(0, x.shape[1], size=(int(n_boot), x.shape[1]))
+            rows = x[sidx]                                               # [n_boot, seeds, problems]
+            drawn = np.take_along_axis(rows, np.broadcast_to(pidx[:, None, :], rows.shape), axis=2)
+            per.append(drawn.mean(axis=(1, 2)))
+        boot = np.mean(per, axis=0)
     lo, hi = np.percentile(boot, [100.0 * alpha / 2.0, 100.0 * (1.0 - alpha / 2.0)])
-    weights = np.concatenate([np.full(len(x), 1.0 / (len(x) * len(d))) for x in d])   # T = sum_i w_i d_i
-    flat = np.concatenate(d) * weights
+    dm = [x.mean(axis=0) for x in d]                                     # per-problem differences, seeds averaged
+    weights = np.concatenate([np.full(len(x), 1.0 / (len(x) * len(dm))) for x in dm])   # T = sum_i w_i d_i
+    flat = np.concatenate(dm) * weights
     n = len(flat)
     tol = 1e-12 * max(1.0, abs(delta))
     if n <= _EXACT_FLIPS:
@@ -254,7 +277,7 @@ def paired_difference(a: Sequence[Sequence[float]] | Sequence[float], b: Sequenc
         t = rng.choice((-1.0, 1.0), size=(int(n_perm), n)) @ flat
         p = float((1 + np.sum(np.abs(t) >= abs(delta) - tol)) / (1 + int(n_perm)))
     return {"delta": 100.0 * delta, "ci": (100.0 * float(lo), 100.0 * float(hi)), "p": min(1.0, p),
-            "n_problems": int(n)}
+            "n_problems": int(n), "n_seeds": int(n_seeds)}
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -14,6 +14,7 @@ verbs that need the parts of a path parse them here and nowhere else: `parse_eva
       sft/<domain>/<backbone>/<method>/final/                SFT run: its published model (probes.jsonl inside), and
                                       /checkpoints/, probes.jsonl   beside it while it trains (resumable)
       rl/<domain>/<backbone>/<init>/final/, checkpoints/     RL run from the SFT checkpoint of method <init>
+                                                             (a further seed's runs: <method>@seed=<s>, prift.seeds)
       samples/<run>/<benchmark>.jsonl                        n samples per problem       (run = <domain>/<backbone>/
       grades/<run>/<benchmark>.jsonl                         per-sample verdicts          <method>: `run_id`)
       metrics/<run>/<benchmark>.json                         Avg@k, Pass@k, intervals

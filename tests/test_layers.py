@@ -15,7 +15,7 @@ FLOORS = {
     0: {"metrics", "io"},
     1: {"rules", "weighting", "packing", "demo_data"},
     2: {"methods", "recipes", "tables.specs"},
-    3: {"config", "crossrefs", "sweeps", "paths", "preflight", "data", "resources"},
+    3: {"config", "crossrefs", "sweeps", "seeds", "paths", "preflight", "data", "resources"},
     4: {"grading", "sandbox", "evalplus_judge"},
     5: {"benchmarks", "codeeval", "livecodebench", "lcb_judge", "mcq"},   # the kinds and their harnesses (evalplus, LCB, lm-eval)
     6: {"runs", "backbone", "analysis"},

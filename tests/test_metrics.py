@@ -239,3 +239,43 @@ def test_holm_matches_a_hand_computation():
     # sorted 0.005, 0.01, 0.03, 0.04 -> 4·0.005, 3·0.01, 2·0.03, 1·0.04 = 0.02, 0.03, 0.06, 0.04 -> monotone: 0.06
     assert M.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert M.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_paired_bootstrap_over_seeds_equals_a_loop_over_replicates():
+    """Runs repeated over seeds: each replicate draws the seeds (the same for every benchmark) and then each
+    benchmark's problems, jointly for both methods; the statistic is the mean over the drawn seeds x problems. An
+    explicit loop over replicates, in float64, with the same draws."""
+    g = np.random.default_rng(5)
+    S, sizes, n_boot, seed = 3, (7, 5), 300, 11
+    a = [g.random((S, n)) for n in sizes]
+    b = [g.random((S, n)) for n in sizes]
+    r = M.paired_difference(a, b, n_boot=n_boot, seed=seed)
+    d = [x - y for x, y in zip(a, b)]
+    rng = np.random.default_rng(seed)
+    sidx = rng.integers(0, S, size=(n_boot, S))
+    pidx = [rng.integers(0, n, size=(n_boot, n)) for n in sizes]
+    reps = []
+    for i in range(n_boot):
+        per = []
+        for x, p in zip(d, pidx):
+            cells = [x[sidx[i, j], p[i, k]] for j in range(S) for k in range(x.shape[1])]
+            per.append(sum(cells) / len(cells))
+        reps.append(sum(per) / len(per))
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    assert r["ci"] == pytest.approx((100 * lo, 100 * hi), abs=1e-12)
+    assert r["delta"] == pytest.approx(100 * np.mean([x.mean() for x in d]), abs=1e-12)
+    assert r["n_seeds"] == S and r["n_problems"] == sum(sizes)
+
+
+def test_paired_interval_carries_the_seed_to_seed_spread():
+    """Two seeds whose differences are constant over problems (0 and 0.1): the replicates are the mean of two drawn
+    seeds, 0, 0.05 or 0.1 with probabilities 1/4, 1/2, 1/4, so the 95% interval is [0, 10] points; one seed alone
+    (no spread over problems) has the point interval. A [1, problems] array is the one-seed case, draw for draw."""
+    a = [np.array([[0.5] * 20, [0.6] * 20])]
+    b = [np.array([[0.5] * 20, [0.5] * 20])]
+    r = M.paired_difference(a, b, n_boot=4000)
+    assert r["delta"] == pytest.approx(5.0) and r["ci"] == pytest.approx((0.0, 10.0))
+    assert M.paired_difference([a[0][1:]], [b[0][1:]])["ci"] == pytest.approx((10.0, 10.0))
+    g = np.random.default_rng(2)
+    x, y = g.random(30), g.random(30)
+    assert M.paired_difference([x[None]], [y[None]], seed=4) == M.paired_difference(x, y, seed=4) | {"n_seeds": 1}

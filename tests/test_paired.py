@@ -133,3 +133,38 @@ def test_front_page_holds_the_main_table_its_comparisons_and_the_figures(table):
     html = publish_parts(out.read_text(), writer_name="html")["html_body"]
     assert "23.45" in html and "PriFT-mass vs DFT" in html and 'src="data:image/png;base64,' in html
     assert html.count("<img") == 1     # a figure not drawn is left out
+
+
+def test_paired_comparisons_pool_the_seeds(table):
+    """With training.math.seeds [0, 1], the seed-1 runs (`<m>@seed=1`) join the comparison: Δ is the mean over both
+    seeds and the problems, `n_seeds` 2; a baseline of one run (Original) stands against every seed."""
+    path, files, counts, tmp = table
+    cfg = yaml.safe_load(path.read_text())
+    cfg["training"]["math"]["seeds"] = [0, 1]
+    cfg["tables"]["table3"]["paired"] = {"methods": ["prift-mass"], "baselines": ["dft", "original"]}
+    path.write_text(yaml.safe_dump(cfg))
+    shift = {"dft": -2, "prift-mass": 1, "sft": 0, "prift-prob": 0}      # seed 1 solves this many samples more
+    for m, e in shift.items():
+        for b in ("math500", "aime24"):
+            c = np.clip(counts[(m, b)] + e, 0, 16)
+            counts[(f"{m}@seed=1", b)] = c
+            f = tmp / "results" / "grades" / "math" / "tiny" / f"{m}@seed=1" / f"{b}.jsonl"
+            _grades(f, [{"id": f"{b}-{i}", "sample": s, "qwen": bool(s < c[i]), "math_verify": bool(s < c[i])}
+                        for i in range(24) for s in range(16)])
+            files.append(str(f))
+    assert cli_main(["paired", "--config", str(path), "--table", "table3", "--grades", *files, "--out-csv",
+                     str(tmp / "table3_paired.csv"), "--out-tex", str(tmp / "p.tex")]) == 0
+    frame = pd.read_csv(tmp / "table3_paired.csv")
+    assert (frame.n_seeds == 2).all() and set(frame.baseline) == {"dft", "original"}
+
+    def avg(m, b):   # the Avg@16 of one run on one benchmark, in points
+        return 100 * counts[(m, b)].mean() / 16
+    for base in ("dft", "original"):
+        row = frame[(frame.baseline == base) & (frame.benchmark == "average") & (frame.metric == "avg@16")].iloc[0]
+        want = np.mean([np.mean([avg(f"prift-mass{s}", b) - avg(base if base == "original" else f"{base}{s}", b)
+                                 for s in ("", "@seed=1")]) for b in ("math500", "aime24")])
+        assert row.delta == pytest.approx(want, abs=0.006), base
+        assert row.ci_low <= row.delta <= row.ci_high
+    assert cli_main(["summary", "--config", str(path), "--paired", str(tmp / "table3_paired.csv"), "--out",
+                     str(tmp / "summary.md")]) == 0
+    assert "Each method ran 2 times (seeds)" in (tmp / "summary.md").read_text()

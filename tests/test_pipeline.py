@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -148,11 +149,64 @@ def test_deleting_one_checkpoint_reruns_exactly_its_dependents(demo_run):
 
 
 def test_same_seed_same_table(demo_run, tmp_path):
+    """Table 3 made again from nothing in another results folder (its own jobs only: backbone, reference pass, SFT,
+    sampling, grading) is the same file."""
     base, _, cfg = demo_run
     cfg = dict(cfg, results=str(tmp_path / "results"))
     path = tmp_path / "again.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    p = snakemake(path)
+    p = snakemake(path, Layout(cfg["results"]).table("table3", "csv"))
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     assert (tmp_path / "results" / "tables" / "table3.csv").read_text() == \
         (base / "results" / "tables" / "table3.csv").read_text()
+
+
+def test_a_second_seed_runs_only_its_own_jobs_and_the_tables_pool_both(demo_run, pdflatex, tmp_path):
+    """The demo's finished runs, then `training.math.seeds: [0, 1]`: Table 3 and its comparisons need exactly the
+    seed-1 runs of its four trained methods (SFT, sampling, grading, metrics; the first seed's runs, `original` and
+    the reference pass are kept), and then show the mean over both seeds, its sd, and paired comparisons over both.
+    Last in this module: it changes the demo run's Table 3."""
+    import json
+    import statistics
+    base, _, cfg = demo_run
+    L = Layout(cfg["results"])
+    two = yaml.safe_load(yaml.safe_dump(cfg))
+    two["training"]["math"]["seeds"] = [0, 1]
+    path = tmp_path / "two_seeds.yaml"
+    path.write_text(yaml.safe_dump(two))
+    benches = cfg["tables"]["table3"]["benchmarks"]
+    seeded = [f"{m}@seed=1" for m in ("sft", "dft", "prift-prob", "prift-mass")]
+    targets = [L.table("table3", "csv"), L.table("table3", "csv", "_paired"), L.table("table3", "csv", "_vs_paper")]
+    assert planned(path, *targets) == {
+        "sft": {L.sft_final("math", "tiny", m) for m in seeded},
+        **{rule: {getattr(L, kind)("math", "tiny", m, b) for m in seeded for b in benches}
+           for rule, kind in (("generate", "samples"), ("grade", "grades"), ("metrics", "metrics"))},
+        "table": {L.table("table3", ext) for ext in ("csv", "tex")},
+        "paired": {L.table("table3", ext, "_paired") for ext in ("csv", "tex")},
+        "compare": {L.table("table3", ext, "_vs_paper") for ext in ("csv", "tex")} | {L.vs_paper_notes("table3")}}
+    p = snakemake(path, *targets)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    run = {m: json.loads((Path(L.sft_final("math", "tiny", m)) / "prift_run.json").read_text())
+           for m in ("sft", "sft@seed=1")}
+    assert run["sft"]["recipe"]["seed"] == 0 and run["sft@seed=1"]["recipe"]["seed"] == 1
+    value = {m: next(r["value"] for r in json.loads(Path(L.metrics("math", "tiny", m, "math500")).read_text())
+                     if r["metric"] == "avg@16") for m in ("sft", "sft@seed=1", "original")}
+    table = pd.read_csv(targets[0], dtype=str, keep_default_na=False).set_index("Method")
+    assert table.loc["SFT", "MATH-OAI Avg@16"] == f"{(value['sft'] + value['sft@seed=1']) / 2:.2f}"
+    assert table.loc["SFT", "MATH-OAI Avg@16 sd"] == f"{statistics.stdev([value['sft'], value['sft@seed=1']]):.2f}"
+    assert table.loc["Original", "MATH-OAI Avg@16"] == f"{value['original']:.2f}"
+    assert table.loc["Original", "MATH-OAI Avg@16 sd"] == "—"
+    paired = pd.read_csv(targets[1])
+    assert len(paired) and (paired.n_seeds == 2).all()
+    row = paired[(paired.method == "prift-mass") & (paired.baseline == "sft") & (paired.benchmark == "math500")
+                 & (paired.metric == "avg@16")].iloc[0]
+    assert row.baseline_value == pytest.approx((value["sft"] + value["sft@seed=1"]) / 2, abs=0.006)
+    vs = pd.read_csv(targets[2], dtype=str, keep_default_na=False)
+    ours = vs[(vs.backbone == "tiny") & (vs.method == "sft") & (vs.benchmark == "math500")
+              & (vs.metric_key == "avg@16")]
+    assert list(ours.ours) == [table.loc["SFT", "MATH-OAI Avg@16"]]                 # the side by side pools them too
+    # the seed-1 samples are drawn from their own stream
+    assert Path(L.samples("math", "tiny", "sft", "math500")).read_text() != \
+        Path(L.samples("math", "tiny", "sft@seed=1", "math500")).read_text()
+    tex = [L.table("table3", "tex", part) for part in ("", "_paired", "_vs_paper")]
+    assert "\\pm$" in Path(tex[0]).read_text() and pdflatex(tex, tmp_path / "doc").stat().st_size > 0

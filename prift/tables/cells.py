@@ -4,6 +4,13 @@ Input is one long-format metrics frame (`load_metrics`): one record per (run, be
 run, domain, backbone, method, variant ("" by default), benchmark, metric, value (percent), ci_low, ci_high,
 n_problems. `layout` lists the cells a spec shows; `evaluate` gives each (value, ci_low, ci_high), `build_table`
 fills the wide frame (missing → NaN, never an error) and `marks` ranks it.
+
+Several seeds (prift.seeds: runs `m@seed=s` beside the first seed's `m`): `build_table` shows the mean over seeds of
+each cell (an average over benchmarks is the mean of the seeds' averages), `build_spread` the seed-to-seed standard
+deviation (ddof 1; NaN where a cell has one seed, e.g. `original`), and `pool_seeds` gives the long frame of the
+seeds' means for the side by side with the paper: its interval is the mean of the seeds' bootstrap half-widths
+around the mean (problem resampling only: exact when the seeds' problem-level errors are fully correlated,
+conservative otherwise; the seed-to-seed spread is `build_spread`'s).
 """
 from __future__ import annotations
 
@@ -14,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
+from prift.seeds import split_seed
 from prift.tables.specs import TableSpec
 
 
@@ -203,9 +212,63 @@ def _grid(spec: TableSpec, frame: pd.DataFrame | None, printed: bool = False) ->
     return _frame(spec, {(c.row, c.col): evaluate(c, idx, printed)[0] for c in cells}).astype(float)
 
 
+def seed_frames(frame: pd.DataFrame | None) -> list[pd.DataFrame | None]:
+    """The metrics frame of each seed, the first seed's first, method keys without their seed (prift.seeds)."""
+    if frame is None or len(frame) == 0:
+        return [frame]
+    split = [split_seed(m) for m in frame.method]
+    seed_col = pd.Series([s for _, s in split], index=frame.index, dtype=object)
+    base = frame.assign(method=[m for m, _ in split])
+    seeds = [None] + sorted({s for s in seed_col if s is not None})
+    return [base[seed_col.map(lambda x, s=s: x == s)] for s in seeds]
+
+
+def _seed_grids(spec: TableSpec, frame: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray]:
+    grids = [_grid(spec, f) for f in seed_frames(frame)]
+    return grids[0], np.stack([g.to_numpy(dtype=float) for g in grids])
+
+
 def build_table(spec: TableSpec, frame: pd.DataFrame | None) -> pd.DataFrame:
-    """Wide table: rows (model label, row label), columns (benchmark label, metric label); missing cells NaN."""
-    return _grid(spec, frame, printed=False)
+    """Wide table: rows (model label, row label), columns (benchmark label, metric label); missing cells NaN. With
+    several seeds, each cell is the mean over the seeds that have it."""
+    first, values = _seed_grids(spec, frame)
+    if len(values) == 1:
+        return first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a cell no seed has stays NaN
+        return pd.DataFrame(np.nanmean(values, axis=0), index=first.index, columns=first.columns)
+
+
+def build_spread(spec: TableSpec, frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The seed-to-seed standard deviation of each cell of `build_table` (ddof 1; NaN for a cell of one seed); None
+    when the metrics hold one seed."""
+    first, values = _seed_grids(spec, frame)
+    if len(values) == 1:
+        return None
+    count = np.sum(~np.isnan(values), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sd = np.where(count >= 2, np.nanstd(values, axis=0, ddof=1), np.nan)
+    return pd.DataFrame(sd, index=first.index, columns=first.columns)
+
+
+def pool_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """The long metrics frame with each (backbone, method, variant, benchmark, metric) pooled over its seeds: the
+    mean value, the mean of the seeds' interval half-widths around it (module doc), `n_seeds`."""
+    if frame is None or len(frame) == 0:
+        return frame
+    frames = seed_frames(frame)
+    if len(frames) == 1:
+        return frame.assign(n_seeds=1)
+    both = pd.concat(frames)
+    keys = ["backbone", "method", "variant", "benchmark", "metric"]
+    half = (both.ci_high - both.ci_low) / 2
+    pooled = both.assign(half=half).groupby(keys, sort=False).agg(
+        run=("run", "first"), domain=("domain", "first"), value=("value", "mean"), half=("half", "mean"),
+        n_problems=("n_problems", "first"), n_seeds=("value", "size")).reset_index()
+    pooled["ci_low"], pooled["ci_high"] = pooled.value - pooled.half, pooled.value + pooled.half
+    return pooled[list(RECORD_KEYS) + ["n_seeds"]]
+
 
 
 def _shown(v: float) -> float:

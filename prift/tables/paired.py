@@ -8,6 +8,9 @@ adjusted p-value over all rows of the table (the family: every comparison the ta
 
 Per-problem scores come from the grades files (prift.metrics.per_problem_scores): Avg@k from each problem's sample
 mean, Pass@k from the unbiased estimator, accuracy / pass@1 from the single verdict. Problems are matched by id.
+Runs repeated over seeds (prift.seeds: `m@seed=s` beside `m`) are one comparison over all seeds: seed i of the
+method against seed i of the baseline (a baseline of one seed, e.g. `original`, against every seed), the bootstrap
+resampling seeds and problems (prift.metrics.paired_difference); `n_seeds` says how many.
 """
 from __future__ import annotations
 
@@ -25,9 +28,10 @@ from prift.tables.render import latex_escape
 AVERAGE = "average"
 ALPHA = 0.05
 COLUMNS = ("backbone", "method", "baseline", "benchmark", "metric", "value", "baseline_value", "delta", "ci_low",
-           "ci_high", "p", "p_holm", "significant", "paper_delta", "n_problems")
+           "ci_high", "p", "p_holm", "significant", "paper_delta", "n_problems", "n_seeds")
 
-Cells = Mapping[tuple[str, str, str], tuple[Sequence[str], np.ndarray]]  # (backbone, method, bench) → (ids, matrix)
+# (backbone, method, bench) → (problem ids, correctness matrix) of each seed's run, the first seed's first
+Cells = Mapping[tuple[str, str, str], Sequence[tuple[Sequence[str], np.ndarray]]]
 
 
 def default_pairs(methods: Sequence[str], scores: Mapping[str, float]) -> list[tuple[str, str]]:
@@ -44,13 +48,25 @@ def default_pairs(methods: Sequence[str], scores: Mapping[str, float]) -> list[t
 
 
 def _aligned(cells: Cells, key_a, key_b, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    (ids_a, ma), (ids_b, mb) = cells[key_a], cells[key_b]
-    if sorted(ids_a) != sorted(ids_b):
-        raise ValueError(f"{key_a} and {key_b} were graded on different problems ({len(ids_a)} vs {len(ids_b)}): "
-                         f"a paired comparison needs the same ones")
-    where = {i: r for r, i in enumerate(ids_b)}
-    order = [where[i] for i in ids_a]
-    return M.per_problem_scores(ma, metric), M.per_problem_scores(np.asarray(mb)[order], metric)
+    """[seeds, problems] scores of both methods, problems in the order of A's first seed, seed i against seed i."""
+    runs_a, runs_b = cells[key_a], cells[key_b]
+    if len(runs_a) != len(runs_b) and 1 not in (len(runs_a), len(runs_b)):
+        raise ValueError(f"{key_a} has {len(runs_a)} seeds, {key_b} {len(runs_b)}: a paired comparison over seeds "
+                         f"needs the same seeds (or one run of the baseline)")
+    ids = runs_a[0][0]
+
+    def scores(runs, key):
+        out = []
+        for ids_r, m in runs:
+            if sorted(ids_r) != sorted(ids):
+                raise ValueError(f"{key_a} and {key} were graded on different problems ({len(ids)} vs "
+                                 f"{len(ids_r)}): a paired comparison needs the same ones")
+            where = {i: r for r, i in enumerate(ids_r)}
+            out.append(M.per_problem_scores(np.asarray(m)[[where[i] for i in ids]], metric))
+        return np.stack(out)
+    a, b = scores(runs_a, key_a), scores(runs_b, key_b)
+    n = max(len(a), len(b))
+    return np.repeat(a, n // len(a), axis=0), np.repeat(b, n // len(b), axis=0)
 
 
 def paired_frame(cells: Cells, pairs: Mapping[str, Sequence[tuple[str, str]]], benchmarks: Sequence[str],
@@ -74,7 +90,7 @@ def paired_frame(cells: Cells, pairs: Mapping[str, Sequence[tuple[str, str]]], b
                                  "baseline_value": 100 * float(np.mean([x.mean() for x in b])),
                                  "delta": r["delta"], "ci_low": r["ci"][0], "ci_high": r["ci"][1], "p": r["p"],
                                  "paper_delta": _paper_delta(paper, variant_of, bb, method, baseline, bench, metric),
-                                 "n_problems": r["n_problems"]})
+                                 "n_problems": r["n_problems"], "n_seeds": r["n_seeds"]})
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "significant")])
     frame["p_holm"] = M.holm(frame["p"].tolist()) if len(frame) else []
     frame["significant"] = frame["p_holm"] < ALPHA
@@ -147,13 +163,17 @@ def paired_table(cfg: dict, table: str, grades: Sequence[Path], paper: Path | st
     from prift import benchmarks as B, config as C
     from prift.data import read_jsonl
     from prift.paths import parse_eval
+    from prift.seeds import split_seed
     from prift.tables.paper import load_paper
     spec = cfg["tables"][table]
     metrics = list(spec["metrics"])
-    cells = {}
+    by_seed = {}
     for path in map(Path, grades):
         _, bb, m, bench = parse_eval(path)
-        cells[(bb, m, bench)] = B.correctness(cfg, bench, read_jsonl(path), metrics[0])
+        base, s = split_seed(m)
+        by_seed.setdefault((bb, base, bench), {})[s] = B.correctness(cfg, bench, read_jsonl(path), metrics[0])
+    cells = {key: [runs[s] for s in sorted(runs, key=lambda s: (s is not None, s or 0))]
+             for key, runs in by_seed.items()}
     variant = cfg["domains"][spec["domain"]].get("variant", "")
 
     def variant_of(m):
@@ -166,8 +186,8 @@ def paired_table(cfg: dict, table: str, grades: Sequence[Path], paper: Path | st
             pairs[bb] = [(m, b) for m in chosen.get("methods", methods) for b in chosen.get("baselines", [])
                          if m in methods and b in methods and m != b]
         else:
-            score = {m: float(np.mean([M.per_problem_scores(cells[(bb, m, x)][1], metrics[0]).mean()
-                                       for x in spec["benchmarks"]])) for m in methods}
+            score = {m: float(np.mean([M.per_problem_scores(mat, metrics[0]).mean()
+                                       for x in spec["benchmarks"] for _, mat in cells[(bb, m, x)]])) for m in methods}
             pairs[bb] = default_pairs(methods, score)
     frame = paired_frame(cells, pairs, spec["benchmarks"], metrics, paper=load_paper(paper) if paper else None,
                          variant_of=variant_of, n_boot=cfg["evaluation"].get("n_boot", 1000), seed=cfg["seed"])

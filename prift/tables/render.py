@@ -9,7 +9,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from prift.tables.cells import MISSING, _gain_label, build_table, marks
+from prift.tables.cells import MISSING, _gain_label, build_spread, build_table, marks
 from prift.io import write_text
 from prift.tables.specs import SPECS, TableSpec
 
@@ -32,10 +32,19 @@ def _flat_columns(spec: TableSpec, cols) -> list[str]:
     return out
 
 
-def to_csv_text(spec: TableSpec, table: pd.DataFrame) -> str:
+SD = " sd"   # the CSV column of a value column's seed-to-seed standard deviation (several seeds)
+
+
+def to_csv_text(spec: TableSpec, table: pd.DataFrame, spread: pd.DataFrame | None = None) -> str:
+    """2 decimals, '—' missing; with `spread` (several seeds: prift.tables.cells.build_spread) each column is
+    followed by its "<column> sd"."""
     gain_cols = {c for c in table.columns if c[1].startswith("Δ ")}
-    flat = pd.DataFrame({name: [_fmt(v, signed=col in gain_cols) for v in table[col]]
-                         for name, col in zip(_flat_columns(spec, table.columns), table.columns)})
+    flat = {}
+    for name, col in zip(_flat_columns(spec, table.columns), table.columns):
+        flat[name] = [_fmt(v, signed=col in gain_cols) for v in table[col]]
+        if spread is not None:
+            flat[name + SD] = [_fmt(v) for v in spread[col]]
+    flat = pd.DataFrame(flat)
     flat.insert(0, spec.row_header[1], [r[1] for r in table.index])
     flat.insert(0, spec.row_header[0], [r[0] for r in table.index])
     buf = io.StringIO()
@@ -54,7 +63,10 @@ def latex_escape(text: str) -> str:
                    else "".join(_LATEX_SPECIAL.get(ch, ch) for ch in p) for p in parts)
 
 
-def to_latex_text(spec: TableSpec, table: pd.DataFrame, mark_exclude: Iterable[str] | None = None) -> str:
+def to_latex_text(spec: TableSpec, table: pd.DataFrame, mark_exclude: Iterable[str] | None = None,
+                  spread: pd.DataFrame | None = None) -> str:
+    """booktabs, best bold, second underlined; with `spread` (several seeds) each mean is followed by a small ± its
+    seed-to-seed standard deviation."""
     mk = marks(spec, table, mark_exclude)
     shown_cols = [c for c in table.columns if not c[1].startswith("Δ ")]
     text = pd.DataFrame(index=table.index, columns=pd.MultiIndex.from_tuples(shown_cols), dtype=object)
@@ -62,6 +74,8 @@ def to_latex_text(spec: TableSpec, table: pd.DataFrame, mark_exclude: Iterable[s
         gain = (c[0], _gain_label(c[1]))
         for r in table.index:
             s = _fmt(table.loc[r, c])
+            if spread is not None and s != MISSING and not math.isnan(spread.loc[r, c]):
+                s += f"{{\\scriptsize$\\pm${_fmt(spread.loc[r, c])}}}"
             if gain in table.columns and s != MISSING:
                 s += f" ({_fmt(table.loc[r, gain], signed=True)})"
             text.loc[r, c] = s
@@ -115,10 +129,11 @@ def _tidy_latex(tex: str, row_header: list[str], n_lead: int) -> str:
 
 def render(spec: TableSpec, frame: pd.DataFrame | None, out_csv: Path | str, out_tex: Path | str,
            mark_exclude: Iterable[str] | None = None) -> pd.DataFrame:
-    """Write the table as CSV (2 decimals, '—' missing) and LaTeX (booktabs, best bold, second underlined)."""
-    table = build_table(spec, frame)
-    write_text(out_csv, to_csv_text(spec, table))
-    write_text(out_tex, to_latex_text(spec, table, mark_exclude))
+    """Write the table as CSV (2 decimals, '—' missing) and LaTeX (booktabs, best bold, second underlined); with
+    several seeds, the means over seeds and their seed-to-seed standard deviations."""
+    table, spread = build_table(spec, frame), build_spread(spec, frame)
+    write_text(out_csv, to_csv_text(spec, table, spread))
+    write_text(out_tex, to_latex_text(spec, table, mark_exclude, spread))
     return table
 
 

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from prift import config as C
 from prift import resources as R
+from prift import seeds as Seeds
 from prift import sweeps as S
 from prift.data import TOKENIZATION
 from prift.io import write_text
@@ -126,6 +127,12 @@ def backbone_sig(*names):
                        for b in names if b in config["backbones"]}, sort_keys=True)
 
 
+def seed_sig(domain, method):
+    """A params signature of a further seed's run: its random streams' offset (prift.seeds); "" for a first seed's."""
+    offset = Seeds.seed_offset(config, domain, method)
+    return f"seed_offset={offset}" if offset else ""
+
+
 def bench_sig(benchmark, *keys):
     """A params signature of some keys of a benchmark entry ("" when it has none of them)."""
     b = config["benchmarks"][benchmark]
@@ -172,13 +179,13 @@ def run_arg(wildcards):
 
 def table_metrics(table):
     spec = config["tables"][table]
-    return [L.metrics(spec["domain"], b, m, bench) for b, m, bench in C.table_cells(spec)]
+    return [L.metrics(spec["domain"], b, m, bench) for b, m, bench in Seeds.table_inputs(config, table)]
 
 
 def table_grades(table):
     """The grades of every cell of a table (the paired comparisons read per-problem verdicts)."""
     spec = config["tables"][table]
-    return [L.grades(spec["domain"], b, m, bench) for b, m, bench in C.table_cells(spec)]
+    return [L.grades(spec["domain"], b, m, bench) for b, m, bench in Seeds.table_inputs(config, table)]
 
 
 def benchmarks_of_kind(*kinds):

@@ -15,8 +15,10 @@ rule generate:
         benchmark=benchmarks_of_kind("math", "evalplus", "livecodebench"),
     params:
         **cli(),
-        sig=lambda w: section_sig("generation") + bench_sig(w.benchmark, "generation") + backbone_sig(w.backbone),
+        sig=lambda w: section_sig("generation") + bench_sig(w.benchmark, "generation") + backbone_sig(w.backbone)
+        + seed_sig(w.domain, w.method),
         model=model_arg,
+        seed_offset=lambda w: Untracked(Seeds.seed_offset(config, w.domain, w.method)),
     resources:
         **stage_resources("generate"),
     log:
@@ -27,7 +29,8 @@ rule generate:
         CONDA_ENV
     shell:
         "{params.prift} generate --config {params.config} --model {params.model} --backbone {wildcards.backbone}"
-        " --benchmark {wildcards.benchmark} --problems {input.problems} --out {output} > {log} 2>&1"
+        " --benchmark {wildcards.benchmark} --seed-offset {params.seed_offset} --problems {input.problems}"
+        " --out {output} > {log} 2>&1"
 
 
 rule grade:

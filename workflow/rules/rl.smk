@@ -34,7 +34,7 @@ rule rl:
         **cli(),
         launch=launcher("sft"),
         sig=lambda w: json.dumps([config["rl"].get("recipe", {}), config["rl"]["backbones"][w.backbone]],
-                                 sort_keys=True) + backbone_sig(w.backbone),
+                                 sort_keys=True) + backbone_sig(w.backbone) + seed_sig(w.domain, w.init),
     resources:
         **stage_resources("rl"),
     log:

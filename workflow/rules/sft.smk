@@ -11,7 +11,8 @@ rule sft:
     params:
         **cli(),
         launch=launcher("sft"),
-        sig=lambda w: section_sig("methods", w.method) + section_sig("training", w.domain) + section_sig("analysis")
+        sig=lambda w: section_sig("methods", w.method)
+        + json.dumps(Seeds.recipe_of(config, w.domain, w.method), sort_keys=True) + section_sig("analysis")
         + backbone_sig(w.backbone, config["methods"][w.method].get("reference") or w.backbone) + TOKENIZATION,
         scores=lambda w, input: f"--scores {input.scores}" if input.scores else "",
     resources:
