@@ -33,7 +33,8 @@ def table_summary(name: str, caption: str, frame: pd.DataFrame, labels: Mapping[
     n = len(frame)
     seeds = int(frame.n_seeds.max()) if "n_seeds" in frame else 1
     over = (f" Each method ran {seeds} times (seeds): its value is the mean over seeds, the interval resamples the "
-            f"seeds and the problems." if seeds > 1 else "")
+            f"seeds and the problems, and a difference is significant only where the interval also excludes 0."
+            if seeds > 1 else "")
     lines.append(f"{n} comparisons (each method against each baseline, per benchmark and on the average, per metric); "
                  f"Holm's correction over all {n}; significant = adjusted p < 0.05.{over}")
     lines.append("")

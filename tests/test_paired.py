@@ -168,3 +168,19 @@ def test_paired_comparisons_pool_the_seeds(table):
     assert cli_main(["summary", "--config", str(path), "--paired", str(tmp / "table3_paired.csv"), "--out",
                      str(tmp / "summary.md")]) == 0
     assert "Each method ran 2 times (seeds)" in (tmp / "summary.md").read_text()
+
+
+def test_with_seeds_significant_needs_the_interval_to_exclude_zero_too():
+    """Two seeds of a method, one solving 5 of 10 samples of every problem (as the baseline), one 6 of 10: each
+    problem's seed-averaged difference is +0.05, so the permutation test (models fixed) is certain, but the interval,
+    which resamples the seeds, is [0, 10] points: not called significant. The second seed alone is."""
+    ids = [f"p{i}" for i in range(20)]
+
+    def runs(*solved):
+        return [(ids, np.array([[s < k for s in range(10)] for _ in ids])) for k in solved]
+    cells = {("tiny", "a", "x"): runs(5, 6), ("tiny", "b", "x"): runs(5, 5)}
+    frame = P.paired_frame(cells, {"tiny": [("a", "b")]}, ["x"], ["avg@10"], n_boot=4000)
+    assert (frame.n_seeds == 2).all() and (frame.delta.round(9) == 5).all()
+    assert (frame.p_holm < 0.01).all() and (frame.ci_low.round(9) == 0).all() and not frame.significant.any()
+    one = {("tiny", "a", "x"): runs(6), ("tiny", "b", "x"): runs(5)}
+    assert P.paired_frame(one, {"tiny": [("a", "b")]}, ["x"], ["avg@10"]).significant.all()

@@ -10,7 +10,9 @@ Per-problem scores come from the grades files (prift.metrics.per_problem_scores)
 mean, Pass@k from the unbiased estimator, accuracy / pass@1 from the single verdict. Problems are matched by id.
 Runs repeated over seeds (prift.seeds: `m@seed=s` beside `m`) are one comparison over all seeds: seed i of the
 method against seed i of the baseline (a baseline of one seed, e.g. `original`, against every seed), the bootstrap
-resampling seeds and problems (prift.metrics.paired_difference); `n_seeds` says how many.
+resampling seeds and problems (prift.metrics.paired_difference); `n_seeds` says how many. The permutation p-value
+holds the trained models fixed while the interval also carries the seed-to-seed spread, so with several seeds a
+difference is `significant` only where Holm's adjusted p < 5% and the interval excludes 0.
 """
 from __future__ import annotations
 
@@ -93,7 +95,10 @@ def paired_frame(cells: Cells, pairs: Mapping[str, Sequence[tuple[str, str]]], b
                                  "n_problems": r["n_problems"], "n_seeds": r["n_seeds"]})
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "significant")])
     frame["p_holm"] = M.holm(frame["p"].tolist()) if len(frame) else []
-    frame["significant"] = frame["p_holm"] < ALPHA
+    # several seeds: the permutation test holds the trained models fixed, the interval also resamples the seeds; a
+    # difference is called significant only where both say so
+    excludes_zero = (frame["ci_low"] > 0) | (frame["ci_high"] < 0)
+    frame["significant"] = (frame["p_holm"] < ALPHA) & (excludes_zero | (frame["n_seeds"] == 1))
     return frame[list(COLUMNS)]
 
 
