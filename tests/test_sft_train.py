@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from prift import losses, sft
+from prift import losses
 from prift.data import prepare_train
 from prift.scoring import score
 from prift.runs import last_checkpoint
