@@ -34,8 +34,10 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("reference", cached=True, reference="named", needs=("reference",)),
     Source("ema", cached=False, reference="", needs=("ema_rho",)),
 )}
-KEYS = ("rule", "source", "params", "reference", "ema_rho", "asft_beta", "kd_beta", "min_selected_frac", "label")
-RUN_KEYS = ("label", "seed")   # keys of a method entry that are not the method: its label, a seed run's seed (prift.seeds)
+KEYS = ("rule", "source", "params", "reference", "ema_rho", "asft_beta", "kd_beta", "min_selected_frac")
+# keys of a method entry that are not the method: its label, a seed run's seed (prift.seeds)
+RUN_KEYS = ("label", "seed")
+ENTRY_KEYS = KEYS + RUN_KEYS
 
 
 def _close(name: str, known) -> str:
@@ -47,8 +49,8 @@ def check_method(name: str, spec: dict) -> list[str]:
     """Every problem with one entry of `methods:`, each as "config key 'methods.<name>...': ..."; [] when it is a
     valid method."""
     key = f"config key 'methods.{name}"
-    known = KEYS + RUN_KEYS[1:]
-    msgs = [f"{key}.{k}': unknown key{_close(k, known)}; allowed here: {sorted(known)}" for k in spec if k not in known]
+    msgs = [f"{key}.{k}': unknown key{_close(k, ENTRY_KEYS)}; allowed here: {sorted(ENTRY_KEYS)}"
+            for k in spec if k not in ENTRY_KEYS]
     rule, source = spec.get("rule", "sft"), spec.get("source", "online")
     if rule not in R.RULES:
         msgs.append(f"{key}.rule': unknown rule '{rule}'{_close(rule, R.RULES)}; known: {sorted(R.RULES)}")

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 
+from prift.config import ORIGINAL, RL_SUFFIX, ConfigError, rl_init, table_cells
+
 SEED_MARK = "@seed="
 _SEEDED = re.compile(r"^(?P<base>.+)@seed=(?P<seed>-?\d+)(?P<rl>\+rl)?$")
 
 
 def with_seed(method: str, seed: int) -> str:
     """The method key of `method`'s run with seed `seed`: `sft` → `sft@seed=1`, `sft+rl` → `sft@seed=1+rl`."""
-    from prift.config import RL_SUFFIX, rl_init
     init = rl_init(method)
     return f"{init}{SEED_MARK}{seed}{RL_SUFFIX}" if init is not None else f"{method}{SEED_MARK}{seed}"
 
@@ -34,6 +35,11 @@ def split_seed(method: str) -> tuple[str, int | None]:
     return m["base"] + (m["rl"] or ""), int(m["seed"])
 
 
+def seed_order(seed: int | None) -> tuple[bool, int]:
+    """Sort key of the seeds of split_seed: the first seed's run (None) first, then the further seeds in order."""
+    return (seed is not None, seed or 0)
+
+
 def seeds_of(cfg: dict, domain: str) -> list[int]:
     """The seeds of a domain's training recipe: `seeds`, else its one `seed` (its runs are today's single runs)."""
     recipe = cfg["training"].get(domain) or {}
@@ -42,7 +48,6 @@ def seeds_of(cfg: dict, domain: str) -> list[int]:
 
 def seed_runs(cfg: dict, domain: str, method: str) -> list[str]:
     """The method keys of every seed's run of `method` on `domain`, the first seed's (`method` itself) first."""
-    from prift.config import ORIGINAL
     if method == ORIGINAL:
         return [method]
     return [method] + [with_seed(method, s) for s in seeds_of(cfg, domain)[1:]]
@@ -66,7 +71,6 @@ def recipe_of(cfg: dict, domain: str, method: str) -> dict:
 def table_inputs(cfg: dict, table: str) -> list[tuple[str, str, str]]:
     """(backbone, method, benchmark) of every file a table reads: each cell of prift.config.table_cells, once per
     seed (`original` once)."""
-    from prift.config import table_cells
     spec = cfg["tables"][table]
     return [(b, s, bench) for b, m, bench in table_cells(spec) for s in seed_runs(cfg, spec["domain"], m)]
 
@@ -93,7 +97,6 @@ def check_seeds(cfg: dict) -> list[str]:
 def expand_seeds(cfg: dict) -> dict:
     """Sets each seeded recipe's `seed` to its first seed and adds the method entries of the further seeds of every
     method its domain's tables show (RL runs: of their init). Idempotent: an expanded config expands to itself."""
-    from prift.config import ORIGINAL, ConfigError, rl_init, table_cells
     for d, recipe in cfg["training"].items():
         if recipe.get("seeds"):
             recipe["seed"] = recipe["seeds"][0]
@@ -102,11 +105,11 @@ def expand_seeds(cfg: dict) -> dict:
             base = rl_init(m) or m
             if base == ORIGINAL:
                 continue
+            entry = cfg["methods"][base]
             for s in seeds_of(cfg, spec["domain"])[1:]:
-                key, entry = with_seed(base, s), {**cfg["methods"][base], "label": f"{cfg['methods'][base]['label']}"
-                                                  f" (seed {s})", "seed": s}
-                if cfg["methods"].get(key, entry) != entry:
+                key, seeded = with_seed(base, s), {**entry, "label": f"{entry['label']} (seed {s})", "seed": s}
+                if cfg["methods"].get(key, seeded) != seeded:
                     raise ConfigError(f"config key 'methods.{key}': the seed runs need this name for another entry "
                                       f"(rename yours)")
-                cfg["methods"][key] = entry
+                cfg["methods"][key] = seeded
     return cfg

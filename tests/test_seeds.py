@@ -104,7 +104,7 @@ def test_tables_show_the_mean_over_seeds_and_their_spread(tmp_path):
     values = {("sft", "a"): 10.0, ("sft", "b"): 20.0, ("sft@seed=1", "a"): 14.0, ("sft@seed=1", "b"): 30.0,
               ("sft@seed=2", "a"): 15.0, ("sft@seed=2", "b"): 19.0, ("original", "a"): 5.0, ("original", "b"): 7.0}
     frame = pd.DataFrame([_record(m, b, v) for (m, b), v in values.items()])
-    table, spread = T.build_table(spec, frame), T.build_spread(spec, frame)
+    table, spread = T.seed_tables(spec, frame)
     sft, orig = ("Tiny", "SFT"), ("Tiny", "Original")
     seeds_a, seeds_avg = [10.0, 14.0, 15.0], [15.0, 22.0, 17.0]
     assert table.loc[sft, ("A", "Avg@16")] == pytest.approx(statistics.mean(seeds_a))

@@ -4,7 +4,7 @@ One obvious place for each thing (every name is also importable from `prift.tabl
 - prift.tables.specs   `TableSpec`, the paper's Tables 2-11 (`SPECS`), specs from dicts / the project config;
 - prift.tables.cells   the long metrics frame (`load_metrics`) → the cells of a spec (`layout`, `evaluate`) → a wide
                        frame (`build_table`) and its marks (`marks`); several seeds: the means over seeds
-                       (`build_table`), their spread (`build_spread`), the pooled long frame (`pool_seeds`);
+                       and their spread (`seed_tables`), the pooled long frame (`pool_seeds`);
 - prift.tables.render  CSV + LaTeX (`render`, `render_all`; written atomically by prift.io);
 - prift.tables.paper   the paper's transcriptions (config/paper/table{N}.csv: `load_paper`), ours | paper | Δ
                        (`compare`, `side_by_side`, `render_comparison`) and the paper's own inconsistencies
@@ -25,7 +25,7 @@ from prift.tables.specs import (  # noqa: F401
 )
 from prift.tables.cells import (  # noqa: F401
     AVERAGE, Cell, DELTA, Key, MISSING, NAN_STAT, OPTIONAL_KEYS, PAPER_KEYS, RECORD_KEYS, Stat, TOL, Z95,
-    build_spread, build_table, evaluate, layout, load_metrics, marks, pool_seeds, seed_frames, _grid,
+    build_table, evaluate, layout, load_metrics, marks, pool_seeds, seed_frames, seed_tables, _grid,
 )
 from prift.tables.render import (  # noqa: F401
     latex_escape, render, render_all, to_csv_text, to_latex_text,

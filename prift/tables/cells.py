@@ -5,12 +5,12 @@ run, domain, backbone, method, variant ("" by default), benchmark, metric, value
 n_problems. `layout` lists the cells a spec shows; `evaluate` gives each (value, ci_low, ci_high), `build_table`
 fills the wide frame (missing → NaN, never an error) and `marks` ranks it.
 
-Several seeds (prift.seeds: runs `m@seed=s` beside the first seed's `m`): `build_table` shows the mean over seeds of
-each cell (an average over benchmarks is the mean of the seeds' averages), `build_spread` the seed-to-seed standard
-deviation (ddof 1; NaN where a cell has one seed, e.g. `original`), and `pool_seeds` gives the long frame of the
-seeds' means for the side by side with the paper: its interval is the mean of the seeds' bootstrap half-widths
-around the mean (problem resampling only: exact when the seeds' problem-level errors are fully correlated,
-conservative otherwise; the seed-to-seed spread is `build_spread`'s).
+Several seeds (prift.seeds: runs `m@seed=s` beside the first seed's `m`): `seed_tables` gives the mean over seeds of
+each cell (an average over benchmarks is the mean of the seeds' averages; `build_table` is that table alone) and the
+seed-to-seed standard deviation (ddof 1; NaN where a cell has one seed, e.g. `original`), and `pool_seeds` gives
+the long frame of the seeds' means for the side by side with the paper: its interval is the mean of the seeds'
+bootstrap half-widths around the mean (problem resampling only: exact when the seeds' problem-level errors are fully
+correlated, conservative otherwise; the seed-to-seed spread is `seed_tables`').
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from prift.seeds import split_seed
+from prift.seeds import seed_order, split_seed
 from prift.tables.specs import TableSpec
 
 
@@ -219,37 +219,29 @@ def seed_frames(frame: pd.DataFrame | None) -> list[pd.DataFrame | None]:
     split = [split_seed(m) for m in frame.method]
     seed_col = pd.Series([s for _, s in split], index=frame.index, dtype=object)
     base = frame.assign(method=[m for m, _ in split])
-    seeds = [None] + sorted({s for s in seed_col if s is not None})
+    seeds = sorted(set(seed_col), key=seed_order)
     return [base[seed_col.map(lambda x, s=s: x == s)] for s in seeds]
 
 
-def _seed_grids(spec: TableSpec, frame: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray]:
+def seed_tables(spec: TableSpec, frame: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(the wide table, its seed-to-seed spread): with one seed, the table and None; with several, each cell's mean
+    over the seeds that have it and their standard deviation (ddof 1; NaN for a cell of one seed)."""
     grids = [_grid(spec, f) for f in seed_frames(frame)]
-    return grids[0], np.stack([g.to_numpy(dtype=float) for g in grids])
+    if len(grids) == 1:
+        return grids[0], None
+    values = np.stack([g.to_numpy(dtype=float) for g in grids])
+    count = np.sum(~np.isnan(values), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a cell no seed has stays NaN
+        mean, sd = np.nanmean(values, axis=0), np.where(count >= 2, np.nanstd(values, axis=0, ddof=1), np.nan)
+    index, columns = grids[0].index, grids[0].columns
+    return pd.DataFrame(mean, index=index, columns=columns), pd.DataFrame(sd, index=index, columns=columns)
 
 
 def build_table(spec: TableSpec, frame: pd.DataFrame | None) -> pd.DataFrame:
     """Wide table: rows (model label, row label), columns (benchmark label, metric label); missing cells NaN. With
     several seeds, each cell is the mean over the seeds that have it."""
-    first, values = _seed_grids(spec, frame)
-    if len(values) == 1:
-        return first
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a cell no seed has stays NaN
-        return pd.DataFrame(np.nanmean(values, axis=0), index=first.index, columns=first.columns)
-
-
-def build_spread(spec: TableSpec, frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """The seed-to-seed standard deviation of each cell of `build_table` (ddof 1; NaN for a cell of one seed); None
-    when the metrics hold one seed."""
-    first, values = _seed_grids(spec, frame)
-    if len(values) == 1:
-        return None
-    count = np.sum(~np.isnan(values), axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sd = np.where(count >= 2, np.nanstd(values, axis=0, ddof=1), np.nan)
-    return pd.DataFrame(sd, index=first.index, columns=first.columns)
+    return seed_tables(spec, frame)[0]
 
 
 def pool_seeds(frame: pd.DataFrame) -> pd.DataFrame:

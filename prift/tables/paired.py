@@ -168,7 +168,7 @@ def paired_table(cfg: dict, table: str, grades: Sequence[Path], paper: Path | st
     from prift import benchmarks as B, config as C
     from prift.data import read_jsonl
     from prift.paths import parse_eval
-    from prift.seeds import split_seed
+    from prift.seeds import seed_order, split_seed
     from prift.tables.paper import load_paper
     spec = cfg["tables"][table]
     metrics = list(spec["metrics"])
@@ -177,7 +177,7 @@ def paired_table(cfg: dict, table: str, grades: Sequence[Path], paper: Path | st
         _, bb, m, bench = parse_eval(path)
         base, s = split_seed(m)
         by_seed.setdefault((bb, base, bench), {})[s] = B.correctness(cfg, bench, read_jsonl(path), metrics[0])
-    cells = {key: [runs[s] for s in sorted(runs, key=lambda s: (s is not None, s or 0))]
+    cells = {key: [runs[s] for s in sorted(runs, key=seed_order)]
              for key, runs in by_seed.items()}
     variant = cfg["domains"][spec["domain"]].get("variant", "")
 

@@ -9,7 +9,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from prift.tables.cells import MISSING, _gain_label, build_spread, build_table, marks
+from prift.tables.cells import MISSING, _gain_label, marks, seed_tables
 from prift.io import write_text
 from prift.tables.specs import SPECS, TableSpec
 
@@ -36,7 +36,7 @@ SD = " sd"   # the CSV column of a value column's seed-to-seed standard deviatio
 
 
 def to_csv_text(spec: TableSpec, table: pd.DataFrame, spread: pd.DataFrame | None = None) -> str:
-    """2 decimals, '—' missing; with `spread` (several seeds: prift.tables.cells.build_spread) each column is
+    """2 decimals, '—' missing; with `spread` (several seeds: prift.tables.cells.seed_tables) each column is
     followed by its "<column> sd"."""
     gain_cols = {c for c in table.columns if c[1].startswith("Δ ")}
     flat = {}
@@ -131,7 +131,7 @@ def render(spec: TableSpec, frame: pd.DataFrame | None, out_csv: Path | str, out
            mark_exclude: Iterable[str] | None = None) -> pd.DataFrame:
     """Write the table as CSV (2 decimals, '—' missing) and LaTeX (booktabs, best bold, second underlined); with
     several seeds, the means over seeds and their seed-to-seed standard deviations."""
-    table, spread = build_table(spec, frame), build_spread(spec, frame)
+    table, spread = seed_tables(spec, frame)
     write_text(out_csv, to_csv_text(spec, table, spread))
     write_text(out_tex, to_latex_text(spec, table, mark_exclude, spread))
     return table
