@@ -25,7 +25,7 @@ import pandas as pd
 
 from prift import metrics as M
 from prift.io import write_text
-from prift.tables.render import latex_escape
+from prift.tables.rendering import latex_escape
 
 AVERAGE = "average"
 ALPHA = 0.05

@@ -14,7 +14,7 @@ import pandas as pd
 from prift.tables.cells import (AVERAGE, DELTA, MISSING, PAPER_KEYS, TOL, Cell, Key, _index, _normalise, _rank_marks,
                                 _shown, evaluate, layout)
 from prift.io import write_text
-from prift.tables.render import _fmt, latex_escape
+from prift.tables.rendering import _fmt, latex_escape
 from prift.tables.specs import SPECS, Group, TableSpec
 
 
