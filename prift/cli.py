@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
+
+from prift import startup
 
 log = logging.getLogger("prift")
 
@@ -380,12 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    # One OpenMP/BLAS thread per process unless told otherwise (before torch is imported): Snakemake runs `--cores`
-    # jobs side by side, and oversubscribed threads make the small CPU models ~10x slower. GPU jobs are unaffected;
-    # set OMP_NUM_THREADS to use more threads for a single CPU job.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s prift %(levelname)s %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    startup.prepare(args.verb)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s prift %(levelname)s %(message)s", stream=sys.stderr)
     from prift.config import ConfigError
     from prift.data import DataError
     try:
