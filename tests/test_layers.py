@@ -78,8 +78,10 @@ def test_the_ground_floor_imports_no_prift_module():
 
 
 def test_validating_a_config_imports_neither_torch_nor_trl():
+    """Nor pandas: every job validates its config (prift.tables' names are imported on first use)."""
     code = ("import sys; from prift import config as C; C.load('config/config.yaml'); C.load('config/demo.yaml'); "
-            "print(sorted(m for m in ('torch', 'trl', 'transformers', 'datasets', 'vllm') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'trl', 'transformers', 'datasets', 'vllm', 'pandas') "
+            "if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,14 +15,14 @@ import pytest
 from prift import startup
 
 PROBE = """
-import json, sys
+import json, os, sys
 from prift import cli
 rc = cli.main([sys.argv[1], "--config", "/nonexistent/config.yaml", *sys.argv[2:]])   # fails after the start
 from transformers import AutoModelForCausalLM                                          # noqa: F401
 from transformers.utils import is_sklearn_available
 print(json.dumps({"rc": rc, "transformers_sees_sklearn": is_sklearn_available(),
                   "sklearn_imported": sys.modules.get("sklearn") is not None,
-                  "omp": __import__("os").environ.get("OMP_NUM_THREADS")}))
+                  "omp": os.environ.get("OMP_NUM_THREADS")}))
 """
 ARGS = {"generate": ["--model", "m", "--benchmark", "b", "--problems", "p", "--out", "o"],
         "sft": ["--domain", "d", "--backbone", "b", "--method", "m", "--data", "x", "--out", "o"],
@@ -29,7 +30,7 @@ ARGS = {"generate": ["--model", "m", "--benchmark", "b", "--problems", "p", "--o
 
 
 def _start(verb: str) -> dict:
-    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     p = subprocess.run([sys.executable, "-c", PROBE, verb, *ARGS[verb]], capture_output=True, text=True, env=env,
                        timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -105,13 +105,13 @@ def launcher(kind):
     def launch(wildcards):
         size = float(config["backbones"][model_of(wildcards)].get("size_b", 0))
         acc = "config/accelerate/fsdp.yaml" if kind == "sft" and size >= 3 else "config/accelerate/ddp.yaml"
-        # torch counts the GPUs (CUDA_VISIBLE_DEVICES and SLURM's allocation included) where a GPU device file
-        # exists; elsewhere 0 without starting a Python that imports torch (~2 s of every model job on CPU)
-        n = (f"$( {{ ls /dev/nvidia[0-9]* || ls /dev/kfd; }} >/dev/null 2>&1"
+        # torch counts the GPUs (CUDA_VISIBLE_DEVICES and SLURM's allocation included), once, where a GPU device
+        # file exists; elsewhere 0 without starting a Python that imports torch (~2 s of every model job on CPU)
+        n = (f"n=$( {{ ls /dev/nvidia[0-9]* || ls /dev/kfd; }} >/dev/null 2>&1"
              f" && {sys.executable} -c 'import torch; print(torch.cuda.device_count())' || echo 0 )")
         # Untracked: how a job starts (this environment's python, the GPU count) is no reason to rerun it
-        return Untracked(f"$( [ {n} -gt 1 ] && echo {sys.executable} -m accelerate.commands.launch"
-                         f" --config_file {acc} --num_processes {n} -m prift.cli || echo {PRIFT} )")
+        return Untracked(f"$( {n}; [ \"$n\" -gt 1 ] && echo {sys.executable} -m accelerate.commands.launch"
+                         f" --config_file {acc} --num_processes $n -m prift.cli || echo {PRIFT} )")
 
     return launch
 
