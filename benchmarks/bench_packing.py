@@ -9,11 +9,14 @@ micro-batches in both modes, so each step sees the same examples and the same lo
 The model is a random-init Llama with SmolLM2-135M's shapes (hidden 576, 30 layers, 9 heads, 3 KV heads, vocabulary
 49,152, tied embeddings; `--layers` cuts it for a quick look); the transformer body then does about 4× the LM head's
 work per token, as at 1.5B–7B (~6×). Each mode trains PriFT-prob (cached reference statistics) with prift's
-`WeightedSFTTrainer`, the loss path `fused_head: auto` picks for the device (what a user gets), in a fresh
-subprocess so that its peak RSS (ru_maxrss) is its own. Tokens/s counts the real (non-pad) tokens of the timed steps
-over their wall time (optimizer step included); the modes alternate over `--rounds` rounds.
+`WeightedSFTTrainer` on each loss path of `--paths`: the one `fused_head: auto` picks for the device (what a user
+gets; on CPU the full logits while the largest micro-batch's fit) and the fused head (the GPU's), each run in a
+fresh subprocess so that its peak RSS (ru_maxrss) is its own. Tokens/s counts the real (non-pad) tokens of the timed
+steps over their wall time (optimizer step included); the modes alternate over `--rounds` rounds. A last profiled
+run per mode splits a fused-head step into its head (TRL's chunked log-prob kernel, which projects only the response
+tokens, padded or packed) and the rest.
 
-    .venv/bin/python benchmarks/bench_packing.py          # writes benchmarks/results/packing.{json,md}
+    .venv/bin/python benchmarks/bench_packing.py          # writes benchmarks/results/packing.{json,md} (~20 min)
     .venv/bin/python benchmarks/bench_packing.py --layers 4 --steps 4 --rounds 1
 """
 from __future__ import annotations
@@ -71,7 +74,11 @@ class Cache:
         return self.rows[i]
 
 
-def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int) -> dict:
+def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int, fused_head="auto",
+            profile: bool = False) -> dict:
+    """One mode in this process: `warmup` + `steps` SFT steps, timed per step; with `profile`, the timed steps run
+    under torch.profiler and the time of the LM head + loss (TRL's chunked log-prob kernel, forward and backward:
+    the fused path's head) is returned too."""
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
     from trl import SFTConfig
@@ -99,17 +106,33 @@ def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int) ->
     collator = sft.WeightedCollator(0, Cache(n_resp), stat_keys=method.stats, packed=packed)
     tok = train_tokenizer(["the quick brown fox jumps over the lazy dog"] * 4, 300)
     trainer = sft.WeightedSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                     processing_class=tok, method=method, data_collator=collator)
+                                     processing_class=tok, method=method, data_collator=collator,
+                                     fused_head=fused_head)
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)  # the same micro-batches
     ends: list[float] = []
+
+    prof = None
+    if profile:
+        from torch.profiler import ProfilerActivity, schedule
+        prof = torch.profiler.profile(activities=[ProfilerActivity.CPU],
+                                      schedule=schedule(wait=0, warmup=warmup, active=steps, repeat=1))
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             ends.append(time.perf_counter())
+            if prof is not None:
+                prof.step()
 
     trainer.add_callback(Clock())
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if prof is not None:
+        prof.start()
     trainer.train()
+    head_s = None
+    if prof is not None:
+        prof.stop()
+        head_s = sum(e.cpu_time_total for e in prof.key_averages()
+                     if e.key in ("ChunkedLogProbFunction", "ChunkedLogProbFunctionBackward")) / 1e6
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     batches = [rows[i:i + BATCH] for i in range(0, n, BATCH)][warmup:]
     real = sum(len(r["input_ids"]) for b in batches for r in b)
@@ -118,48 +141,81 @@ def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int) ->
     return {"packed": packed, "fused": trainer.fused, "timed_steps": steps, "real_tokens": real,
             "computed_positions": computed, "wall_s": wall, "tokens_per_s": real / wall,
             "step_s": [b - a for a, b in zip(ends[warmup - 1:], ends[warmup:])], "peak_rss_bytes": peak,
-            "rss_before_train_bytes": rss0}
+            "rss_before_train_bytes": rss0, "head_s": head_s}
+
+
+PATHS = {"auto": "auto", "full": False, "fused": True}   # --paths: the recipe's fused_head value of each
+
+
+def subprocess_run(mode: str, path: str, a, steps: int, profile: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--one", mode, "--paths", path, "--layers", str(a.layers), "--warmup",
+           str(a.warmup), "--steps", str(steps), "--threads", str(a.threads)] + (["--profile"] if profile else [])
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    if p.returncode or not line:
+        raise SystemExit(f"{mode} ({path}) failed:\n{p.stderr[-3000:]}")
+    return json.loads(line[-1][7:])
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--one", choices=["packed", "padded"], help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--paths", default="auto,fused", help="loss paths, comma-separated: auto (what fused_head: auto "
+                    "picks on this device), full (full logits), fused (fused head)")
     ap.add_argument("--layers", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--profile-steps", type=int, default=3,
+                    help="steps of the profiled run that splits a fused-head step into head and body (0: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(OUT / "packing"))
     a = ap.parse_args()
+    paths = a.paths.split(",")
+    if any(p not in PATHS for p in paths):
+        raise SystemExit(f"--paths: each of {sorted(PATHS)}, not {a.paths!r}")
     if a.one:
-        print("RESULT " + json.dumps(run_one(a.one == "packed", a.layers, a.warmup, a.steps, a.threads)))
+        print("RESULT " + json.dumps(run_one(a.one == "packed", a.layers, a.warmup, a.steps, a.threads,
+                                             PATHS[paths[0]], a.profile)))
         return
     examples, vocab = tokenized_math500()
     lengths = sorted(len(e["input_ids"]) for e in examples)
-    runs = {"padded": [], "packed": []}
+    runs = {p: {"padded": [], "packed": []} for p in paths}
     load = [os.getloadavg()]
     t0 = time.time()
     for r in range(a.rounds):
-        for mode in (("padded", "packed") if r % 2 == 0 else ("packed", "padded")):
-            cmd = [sys.executable, __file__, "--one", mode, "--layers", str(a.layers), "--warmup", str(a.warmup),
-                   "--steps", str(a.steps), "--threads", str(a.threads)]
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-            if p.returncode or not line:
-                raise SystemExit(f"{mode} failed:\n{p.stderr[-3000:]}")
-            res = json.loads(line[-1][7:])
-            runs[mode].append(res)
-            print(f"round {r + 1} {mode}: {res['tokens_per_s']:.0f} tok/s, peak {res['peak_rss_bytes'] / 2**20:.0f} "
-                  f"MiB", flush=True)
+        for path in paths:
+            for mode in (("padded", "packed") if r % 2 == 0 else ("packed", "padded")):
+                res = subprocess_run(mode, path, a, a.steps)
+                runs[path][mode].append(res)
+                print(f"round {r + 1} {path} {mode}: {res['tokens_per_s']:.0f} tok/s, peak "
+                      f"{res['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+    summary = {p: {m: {"tokens_per_s": statistics.median(x["tokens_per_s"] for x in rs),
+                       "tokens_per_s_rounds": [x["tokens_per_s"] for x in rs],
+                       "peak_rss_mib": statistics.median(x["peak_rss_bytes"] for x in rs) / 2**20,
+                       "train_increment_mib": statistics.median(x["peak_rss_bytes"] - x["rss_before_train_bytes"]
+                                                                for x in rs) / 2**20,
+                       "fused_head": rs[0]["fused"], "real_tokens": rs[0]["real_tokens"],
+                       "computed_positions": rs[0]["computed_positions"]} for m, rs in pr.items()}
+               for p, pr in runs.items()}
+    for s in summary.values():
+        s["speedup"] = s["packed"]["tokens_per_s"] / s["padded"]["tokens_per_s"]
+        s["memory_ratio"] = s["packed"]["train_increment_mib"] / s["padded"]["train_increment_mib"]
+    # Where a fused-head step's time goes: TRL's chunked log-prob kernel (the LM head and the loss, over the
+    # response tokens only, in both modes) against the rest (the transformer body, which packing shortens).
+    breakdown = None
+    fused = [p for p in paths if summary[p]["padded"]["fused_head"]]
+    if a.profile_steps and fused:
+        prof = {m: subprocess_run(m, fused[0], a, a.profile_steps, profile=True) for m in ("padded", "packed")}
+        step = {m: statistics.mean(r["step_s"]) for m, r in prof.items()}
+        head = {m: r["head_s"] / a.profile_steps for m, r in prof.items()}
+        body = {m: step[m] - head[m] for m in prof}
+        breakdown = {"path": fused[0], "profiled_steps": a.profile_steps, "step_s": step, "head_s": head,
+                     "body_s": body, "head_share_padded": head["padded"] / step["padded"],
+                     "body_speedup": body["padded"] / body["packed"], "step_speedup": step["padded"] / step["packed"]}
     load.append(os.getloadavg())
-    summary = {m: {"tokens_per_s": statistics.median(x["tokens_per_s"] for x in rs),
-                   "tokens_per_s_rounds": [x["tokens_per_s"] for x in rs],
-                   "peak_rss_mib": statistics.median(x["peak_rss_bytes"] for x in rs) / 2**20,
-                   "train_increment_mib": statistics.median(x["peak_rss_bytes"] - x["rss_before_train_bytes"]
-                                                            for x in rs) / 2**20,
-                   "fused_head": rs[0]["fused"], "real_tokens": rs[0]["real_tokens"],
-                   "computed_positions": rs[0]["computed_positions"]} for m, rs in runs.items()}
-    speedup = summary["packed"]["tokens_per_s"] / summary["padded"]["tokens_per_s"]
+    d0 = summary[paths[0]]["padded"]
     out = {"what": "packed vs padded SFT micro-batches (issue 18 item 1)", "date": time.strftime("%Y-%m-%d"),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
            "threads": a.threads, "loadavg_start_end": load, "seconds": round(time.time() - t0),
@@ -167,33 +223,45 @@ def main():
            "data": f"MATH-500 problem + solution, SmolLM2 tokenizer, max {MAX_LENGTH}, micro-batch {BATCH}",
            "length_quantiles": {q: lengths[int(q * (len(lengths) - 1))] for q in (0.1, 0.5, 0.9, 1.0)},
            "warmup_steps": a.warmup, "timed_steps": a.steps, "rounds": a.rounds, "summary": summary,
-           "speedup": speedup, "memory_ratio": summary["packed"]["train_increment_mib"] /
-           summary["padded"]["train_increment_mib"], "goal": "speed-up >= 1.5 on CPU, memory <= padded",
-           "runs": runs}
+           "breakdown": breakdown, "goal": "speed-up >= 1.5 on CPU, memory <= padded", "runs": runs}
     path = Path(a.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps(out, indent=1))
-    p, d = summary["packed"], summary["padded"]
     q = out["length_quantiles"]
+    name = {p: ("full logits" if not summary[p]["padded"]["fused_head"] else "fused head") +
+            (" (`fused_head: auto` on CPU)" if p == "auto" else " (`fused_head: " +
+             ("false" if p == "full" else "true") + "`)") for p in paths}
     md = ["# Packed vs padded SFT micro-batches (benchmarks/bench_packing.py)", "",
           f"{out['date']}, {out['machine']}, {a.threads} threads, load average {load[0][0]:.1f} → {load[1][0]:.1f}; "
           f"{out['model']}; {out['data']} (example length p10 {q[0.1]}, median {q[0.5]}, p90 {q[0.9]}, max {q[1.0]} "
-          f"tokens); PriFT-prob with cached statistics through WeightedSFTTrainer, loss path "
-          f"{'fused head' if d['fused_head'] else 'full logits'} (`fused_head: auto` on CPU); {a.warmup} warm-up + "
-          f"{a.steps} timed steps (the same micro-batches in both modes), median of {a.rounds} rounds "
-          f"({out['seconds'] / 60:.0f} min).", "",
-          "| mode | real tokens | positions computed | tokens/s (real) | peak RSS (MiB) | train increment (MiB) |",
-          "|---|---:|---:|---:|---:|---:|"]
-    for m in ("padded", "packed"):
-        s = summary[m]
-        md.append(f"| {m} | {s['real_tokens']} | {s['computed_positions']} | {s['tokens_per_s']:.0f} | "
-                  f"{s['peak_rss_mib']:.0f} | {s['train_increment_mib']:.0f} |")
-    md += ["", f"Packed / padded: **{speedup:.2f}×** tokens/s (goal ≥ 1.5×), train-memory increment "
-           f"{out['memory_ratio']:.2f}× (goal ≤ 1). Padding share of the padded micro-batches: "
-           f"{1 - d['real_tokens'] / d['computed_positions']:.0%}, so that removing it alone bounds the speed-up at "
-           f"{d['computed_positions'] / d['real_tokens']:.2f}× where the work is linear in the positions. The packed "
-           f"micro-batch attends per sequence (prift.packing.varlen_sdpa on CPU, flash-attention's variable-length "
-           f"path on GPU): attention costs Σ L² where the padded micro-batch's costs B · max L²."]
+          f"tokens); PriFT-prob with cached statistics through WeightedSFTTrainer on each loss path; {a.warmup} "
+          f"warm-up + {a.steps} timed steps (the same micro-batches in every run), median of {a.rounds} rounds "
+          f"({out['seconds'] / 60:.0f} min in all).", "",
+          "| loss path | mode | real tokens | positions computed | tokens/s (real) | peak RSS (MiB) | "
+          "train increment (MiB) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for p in paths:
+        for m in ("padded", "packed"):
+            s = summary[p][m]
+            md.append(f"| {name[p]} | {m} | {s['real_tokens']} | {s['computed_positions']} | "
+                      f"{s['tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} | {s['train_increment_mib']:.0f} |")
+    md += ["", "Packed / padded (goal ≥ 1.5× tokens/s, train-memory increment ≤ 1):"]
+    md += [f"- {name[p]}: **{summary[p]['speedup']:.2f}×** tokens/s, memory {summary[p]['memory_ratio']:.2f}×"
+           for p in paths]
+    md += ["", f"Padding is {1 - d0['real_tokens'] / d0['computed_positions']:.0%} of the padded micro-batches' "
+           f"positions: removing it alone gives {d0['computed_positions'] / d0['real_tokens']:.2f}× on the work that "
+           f"is linear in the positions, and more on attention: the packed micro-batch attends per sequence "
+           f"(prift.packing.varlen_sdpa on CPU, flash-attention's variable-length path on GPU), Σ L² where the "
+           f"padded one costs B · max L². The full-logits path projects every position on the LM head, so packing "
+           f"shortens its head as well as its body. The fused head projects the response tokens only, padded or "
+           f"packed, so its head's time is the same in both modes:"]
+    if breakdown:
+        b, lin = breakdown, d0["computed_positions"] / d0["real_tokens"]
+        md += [f"profiled ({b['profiled_steps']} steps per mode, torch.profiler), the head (TRL's chunked log-prob "
+               f"kernel, forward and backward) takes {b['head_s']['padded']:.1f} s of a padded step's "
+               f"{b['step_s']['padded']:.1f} s ({b['head_share_padded']:.0%}) and {b['head_s']['packed']:.1f} s of a "
+               f"packed step's {b['step_s']['packed']:.1f} s. The rest of the step (the body, the optimizer) runs "
+               f"{b['body_speedup']:.2f}× faster packed (removing the padding: {lin:.2f}× on linear work), the whole step {b['step_speedup']:.2f}× (profiled): the "
+               f"head, which packing leaves as it is, caps the fused path's speed-up."]
     path.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

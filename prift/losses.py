@@ -264,8 +264,8 @@ FULL_LOGITS_BUDGET = 4 * 2**30   # bytes of [B, L, V] float32 logits the full-lo
 def loss_path(setting: bool | str, model, *, device: str, tokens: int) -> bool:
     """Whether a run takes the fused head (True) or the full logits (False). `auto` chooses by device and size: on a
     GPU the fused head (no [B, L, V] logits: the paper's 2,048-token micro-batches of 151,936-way logits would take
-    ~10 GB each); on CPU the full logits, about twice as fast there (benchmarks/results/sft_step.md), while a
-    micro-batch's logits (`tokens` positions × V float32, with their log-softmax and gradient) fit in
+    ~10 GB each); on CPU the full logits, faster there (benchmarks/results/sft_step.md, packing.md), while the
+    largest micro-batch's logits (`tokens` positions × V float32, with their log-softmax and gradient) fit in
     FULL_LOGITS_BUDGET. Models whose LM head the fused path cannot reproduce always take the full logits."""
     if not fused_head_supported(model):
         return False

@@ -113,6 +113,25 @@ class WeightedCollator:
 EMA_FILE = "prift_ema.pt"
 
 
+def largest_micro_batch(lengths, batch: int, max_length: int | None, packed: bool) -> int:
+    """The most positions one micro-batch of `batch` of these examples (token counts `lengths`, each cut at
+    `max_length`) can hold: `batch` × the longest right-padded, the sum of the `batch` longest packed."""
+    cut = sorted((min(int(n), max_length) if max_length else int(n) for n in lengths), reverse=True)[:batch]
+    if not cut:
+        return 0
+    return sum(cut) if packed else batch * cut[0]
+
+
+def _example_lengths(dataset):
+    """Token counts of a pre-tokenised dataset's `input_ids` (read from its Arrow column, no rows decoded), or None
+    when the dataset has no such column to read (an iterable dataset)."""
+    table = getattr(dataset, "data", None)
+    if table is None or "input_ids" not in getattr(dataset, "column_names", ()):
+        return None
+    import pyarrow.compute as pc
+    return pc.list_value_length(table.column("input_ids")).to_pylist()
+
+
 class _Hooks(TrainerCallback):
     def __init__(self, trainer):
         self.trainer = trainer
@@ -148,8 +167,13 @@ class WeightedSFTTrainer(SFTTrainer):
         self.loss_is_scaled_for_ga = loss_norm == "global_tokens"
         self.model_accepts_loss_kwargs = loss_norm == "global_tokens"
         self._sel = None  # [2]: response tokens selected (m_t > 0), response tokens, since the start (this process)
-        self.fused = losses.loss_path(fused_head, self.model, device=self.args.device.type,
-                               tokens=self.args.per_device_train_batch_size * self.args.max_length)
+        # the size that decides `auto` on CPU: the largest micro-batch this run's examples can form (at most
+        # per_device_batch_size × max_length positions)
+        batch, max_len = self.args.per_device_train_batch_size, self.args.max_length
+        lengths = _example_lengths(kwargs.get("train_dataset"))
+        tokens = (batch * max_len if lengths is None else
+                  largest_micro_batch(lengths, batch, max_len, getattr(kwargs.get("data_collator"), "packed", False)))
+        self.fused = losses.loss_path(fused_head, self.model, device=self.args.device.type, tokens=tokens)
         if self.fused:
             losses.add_prift_head(self.model)
         dev = self.args.device

@@ -336,6 +336,38 @@ def test_loss_path_is_chosen_by_device_and_size(tiny_backbone):
     assert loss_path(False, model, device="cuda", tokens=8) is False
 
 
+def test_auto_loss_path_weighs_the_largest_micro_batch_of_the_data(tiny_backbone, tmp_path, monkeypatch):
+    """On CPU, `auto` weighs the largest micro-batch the run's examples can form (padded: the batch × the longest
+    example; packed: the sum of the batch's longest; each cut at max_length), not batch × max_length: under a long
+    max_length, short examples take the full logits and long ones the fused head."""
+    from datasets import Dataset
+    from trl import SFTConfig
+    from prift import losses
+    from prift.backbone import load_tokenizer
+    from prift.sft import WeightedCollator, WeightedSFTTrainer, largest_micro_batch
+    assert largest_micro_batch([5, 9, 3, 40], 2, 16, packed=False) == 32
+    assert largest_micro_batch([5, 9, 3, 40], 2, 16, packed=True) == 25
+    assert largest_micro_batch([5, 9, 3, 40], 2, None, packed=True) == 49
+    tok = load_tokenizer(str(tiny_backbone))
+    V = load_model(str(tiny_backbone)).get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(losses, "FULL_LOGITS_BUDGET", 3 * 4 * V * 20)   # the logits of 20 positions fit, 21 do not
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], remove_unused_columns=False,
+                     dataset_kwargs={"skip_prepare_dataset": True}, per_device_train_batch_size=2, max_length=64)
+    chosen = {}
+    for lengths in ((6, 9, 3), (6, 11, 3), (12, 11, 3)):
+        ds = Dataset.from_list([{"input_ids": [5] * n, "labels": [-100] + [5] * (n - 1), "idx": i}
+                                for i, n in enumerate(lengths)])
+        for packed in (False, True):
+            trainer = WeightedSFTTrainer(model=load_model(str(tiny_backbone)), args=args, train_dataset=ds,
+                                         processing_class=tok, method=Method.from_config("sft", {"rule": "sft",
+                                                                                                  "source": "online"}),
+                                         data_collator=WeightedCollator(tok.pad_token_id, packed=packed))
+            chosen[lengths, packed] = trainer.fused
+    assert chosen == {((6, 9, 3), False): False, ((6, 9, 3), True): False,      # 18 and 15 positions
+                      ((6, 11, 3), False): True, ((6, 11, 3), True): False,     # 22 and 17
+                      ((12, 11, 3), False): True, ((12, 11, 3), True): True}    # 24 and 23
+
+
 @pytest.mark.parametrize("fused", [True, False], ids=["hidden", "logits"])
 @pytest.mark.parametrize("name,spec", METHODS, ids=[m[0] for m in METHODS])
 def test_packed_micro_batch_gives_the_padded_loss_and_gradients(tiny_backbone, examples, batch_and_cache, name, spec,
