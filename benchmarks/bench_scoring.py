@@ -9,6 +9,7 @@ For a tiny random-init Qwen2 model with the real Qwen vocabulary size (151,936),
     statistics' passes over V weigh as much as the model itself, at real widths they fade (and the ratio tends to
     the ~1/3 of a forward pass against forward + backward).
 Each measurement runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that measurement alone.
+The ratio at a real depth (30 layers) and real lengths, against prift's own SFT epoch: bench_reference_pass.py.
 
     .venv/bin/python benchmarks/bench_scoring.py            # writes benchmarks/results/scoring.{json,md}
 """

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from prift import packing
 from prift.weighting import STAT_KEYS, token_stats_chunked
 
 # Fields that must agree between the cached statistics and the data a trainer feeds (else a clear error).
@@ -21,26 +22,32 @@ PROVENANCE_CHECKED = ("tokenizer_hash", "dataset_hash", "max_length", "n_example
 CHECKSUMS = "checksums"  # metadata key: {column: sha256 of its bytes} (files written before it have none)
 
 
-def _batches_by_length(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length (longest first), grouped so that batch_size × longest ≤ max_tokens."""
+def _batches_by_length(lengths: list[int], max_tokens: int, packed: bool = False) -> list[list[int]]:
+    """Indices sorted by length (longest first), grouped so that the positions a batch computes stay ≤ max_tokens:
+    batch_size × longest padded, the sum of the lengths packed."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, cur = [], []
+    batches, cur, total = [], [], 0
     for i in order:
-        if cur and (len(cur) + 1) * lengths[cur[0]] > max_tokens:
+        grown = total + lengths[i] if packed else (len(cur) + 1) * lengths[cur[0] if cur else i]
+        if cur and grown > max_tokens:
             batches.append(cur)
-            cur = []
+            cur, total = [], 0
         cur.append(i)
+        total += lengths[i]
     if cur:
         batches.append(cur)
     return batches
 
 
 def packs_by_default(model) -> bool:
-    """Whether the reference pass packs its batches when not told: with flash-attention (its variable-length path
-    attends within each sequence at the cost of the sequences alone). Elsewhere (sdpa, eager: CPU) a packed row of T
-    tokens attends through a [T, T] block-diagonal mask, costlier than the padded batches of sequences sorted by
-    length, whose padding is already small."""
-    return str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
+    """Whether the reference pass packs its batches when not told: where each sequence of a packed row can attend to
+    itself alone, at the cost of its own length - flash-attention's variable-length path, or sdpa through
+    prift.packing.varlen_sdpa. Padded batches, even sorted by length, compute much padding when a batch spans a wide
+    range of lengths (32 MATH-500 examples in one 32,768-token batch: half of the positions;
+    benchmarks/results/reference_pass.md). An eager model stays padded: its packed row would attend through a
+    [T, T] block-diagonal mask."""
+    impl = str(getattr(model.config, "_attn_implementation", ""))
+    return impl.startswith("flash") or impl in ("sdpa", packing.ATTENTION)
 
 
 def _padded_batch(tokenized: list[dict], batch: list[int]) -> dict:
@@ -76,7 +83,6 @@ def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_t
     vocab_rows: the distribution over the first rows of the output layer only (the rows the student of Tables 7/8
     has: see `score`). packed: batches as padding-free packed rows (None: `packs_by_default`); the same
     statistics either way."""
-    from tqdm import tqdm
     device = device or next(model.parameters()).device
     base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     head = model.get_output_embeddings()
@@ -84,12 +90,26 @@ def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_t
     head_b = getattr(head, "bias", None)
     head_b = head_b[:vocab_rows] if (head_b is not None and vocab_rows) else head_b
     packed = packs_by_default(model) if packed is None else packed
+    # an sdpa model attends per sequence while this pass packs (its attention as it was afterwards)
+    switched = packed and packing.use_varlen_sdpa(model)
+    try:
+        return _reference_stats(base, head_w, head_b, tokenized, topk=topk, max_batch_tokens=max_batch_tokens,
+                                chunk_size=chunk_size, device=device, progress=progress, compile=compile,
+                                packed=packed)
+    finally:
+        if switched:
+            model.set_attn_implementation("sdpa")
+
+
+def _reference_stats(base, head_w, head_b, tokenized, *, topk, max_batch_tokens, chunk_size, device, progress,
+                     compile, packed) -> list[dict]:
+    from tqdm import tqdm
     results: list[dict | None] = [None] * len(tokenized)
     workspace = {}  # the [chunk, V] buffers of token_stats_chunked, allocated once for the whole pass
     lengths = [len(t["input_ids"]) for t in tokenized]
     bar = tqdm(total=sum(lengths), unit="tok", unit_scale=True, desc="reference pass", disable=not progress,
                mininterval=2)
-    for batch in _batches_by_length(lengths, max_batch_tokens):
+    for batch in _batches_by_length(lengths, max_batch_tokens, packed):
         b = {k: v.to(device) for k, v in (_packed_batch if packed else _padded_batch)(tokenized, batch).items()}
         lab = b.pop("labels")
         hidden = base(**b, use_cache=False).last_hidden_state  # [B, L, D] ([1, T, D] packed)

@@ -124,18 +124,38 @@ def test_two_process_pass_equals_one_process(tiny_backbone, examples, tmp_path):
     assert a.provenance["input_tokens"] == b.provenance["input_tokens"] == real
 
 
-def test_packed_reference_pass_gives_the_padded_statistics(tiny_backbone, examples):
-    """Packed rows (one row per batch, position ids restarting per sequence: what flash-attention models take by
-    default) give each sequence's statistics as the padded batches do, in float64."""
+def test_packed_reference_pass_gives_the_padded_statistics(tiny_backbone, examples, monkeypatch):
+    """Packed rows (one row per batch, position ids restarting per sequence: what sdpa and flash-attention models
+    take by default) give each sequence's statistics as the padded batches do, in float64; an sdpa model attends
+    per sequence during the packed pass (prift.packing.varlen_sdpa) and is sdpa again afterwards."""
+    from prift import packing
     from prift.scoring import packs_by_default, reference_stats
     model = load_model(str(tiny_backbone)).eval().double()
     tokenized = tokenize_all(load_tokenizer(str(tiny_backbone)), examples, 96)
-    assert not packs_by_default(model)  # sdpa / eager on CPU: padded batches sorted by length
+    assert packs_by_default(model) and model.config._attn_implementation == "sdpa"
     padded = reference_stats(model, tokenized, max_batch_tokens=300, chunk_size=7, progress=False, packed=False)
-    packed = reference_stats(model, tokenized, max_batch_tokens=300, chunk_size=7, progress=False, packed=True)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(packing.F, "scaled_dot_product_attention",
+                        lambda q, *a, **k: (calls.append(q.shape[2]), sdpa(q, *a, **k))[1])
+    packed = reference_stats(model, tokenized, max_batch_tokens=300, chunk_size=7, progress=False)
+    assert model.config._attn_implementation == "sdpa"
     assert len({len(t["input_ids"]) for t in tokenized}) > 1   # sequences of different lengths share batches
+    # one attention per sequence (a packed row of several) and layer, at the sequence's own length
+    lens = [len(t["input_ids"]) for t in tokenized]
+    assert sorted(calls) == sorted(n for n in lens for _ in range(model.config.num_hidden_layers))
     for a, b in zip(padded, packed):
         for k in STAT_KEYS:
             torch.testing.assert_close(b[k], a[k], rtol=1e-9, atol=1e-9, msg=k)
+    model.config._attn_implementation = "eager"
+    assert not packs_by_default(model)   # an eager packed row would attend through a [T, T] mask
     model.config._attn_implementation = "flash_attention_2"
     assert packs_by_default(model)
+
+
+def test_batches_bound_the_positions_computed():
+    from prift.scoring import _batches_by_length
+    lengths = [5, 40, 12, 30, 8]
+    assert _batches_by_length(lengths, 64) == [[1], [3, 2], [4, 0]]          # 1 x 40, 2 x 30, 2 x 8 positions
+    assert _batches_by_length(lengths, 64, packed=True) == [[1], [3, 2, 4, 0]]  # 40, 30 + 12 + 8 + 5
+    assert _batches_by_length([70, 3], 64, packed=True) == [[0], [1]]           # a longer sequence goes alone
