@@ -28,12 +28,14 @@ import platform
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import children  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -148,13 +150,9 @@ PATHS = {"auto": "auto", "full": False, "fused": True}   # --paths: the recipe's
 
 
 def subprocess_run(mode: str, path: str, a, steps: int, profile: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--one", mode, "--paths", path, "--layers", str(a.layers), "--warmup",
-           str(a.warmup), "--steps", str(steps), "--threads", str(a.threads)] + (["--profile"] if profile else [])
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-    if p.returncode or not line:
-        raise SystemExit(f"{mode} ({path}) failed:\n{p.stderr[-3000:]}")
-    return json.loads(line[-1][7:])
+    return children.run(__file__, ["--one", mode, "--paths", path, "--layers", str(a.layers), "--warmup",
+                                   str(a.warmup), "--steps", str(steps), "--threads", str(a.threads)]
+                        + (["--profile"] if profile else []), f"{mode} ({path})")
 
 
 def main():
@@ -176,8 +174,8 @@ def main():
     if any(p not in PATHS for p in paths):
         raise SystemExit(f"--paths: each of {sorted(PATHS)}, not {a.paths!r}")
     if a.one:
-        print("RESULT " + json.dumps(run_one(a.one == "packed", a.layers, a.warmup, a.steps, a.threads,
-                                             PATHS[paths[0]], a.profile)))
+        children.result(run_one(a.one == "packed", a.layers, a.warmup, a.steps, a.threads, PATHS[paths[0]],
+                                a.profile))
         return
     examples, vocab = tokenized_math500()
     lengths = sorted(len(e["input_ids"]) for e in examples)

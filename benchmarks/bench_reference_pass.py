@@ -27,7 +27,6 @@ import platform
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import children  # noqa: E402
 from bench_packing import BATCH, MAX_LENGTH, OUT, Cache, tokenized_math500  # noqa: E402
 
 KINDS = ("reference", "reference_padded", "sft", "sft_gc")
@@ -105,20 +105,15 @@ def main():
     ap.add_argument("--out", default=str(OUT / "reference_pass"))
     a = ap.parse_args()
     if a.one:
-        print("RESULT " + json.dumps(run_one(a.one, a.layers, a.examples, a.threads)))
+        children.result(run_one(a.one, a.layers, a.examples, a.threads))
         return
     runs = {k: [] for k in KINDS}
     load = [os.getloadavg()]
     t0 = time.time()
     for r in range(a.rounds):
         for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
-            cmd = [sys.executable, __file__, "--one", kind, "--layers", str(a.layers), "--examples",
-                   str(a.examples), "--threads", str(a.threads)]
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-            if p.returncode or not line:
-                raise SystemExit(f"{kind} failed:\n{p.stderr[-3000:]}")
-            res = json.loads(line[-1][7:])
+            res = children.run(__file__, ["--one", kind, "--layers", str(a.layers), "--examples", str(a.examples),
+                                          "--threads", str(a.threads)], kind)
             runs[kind].append(res)
             print(f"round {r + 1} {kind}: {res['seconds']:.1f} s, {res['tokens_per_s']:.0f} tok/s", flush=True)
     load.append(os.getloadavg())

@@ -25,12 +25,14 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import children  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 V = 151_936
@@ -265,7 +267,7 @@ def main():
     ap.add_argument("--ab-only", action="store_true", help="run only the A/B and add it to an existing result")
     a = ap.parse_args()
     if a.one:
-        print("RESULT " + json.dumps(run_one(a.one, a.seq, a.batch, a.warmup, a.steps, a.threads)))
+        children.result(run_one(a.one, a.seq, a.batch, a.warmup, a.steps, a.threads))
         return
     path = Path(a.out)
     if a.ab_only:
@@ -289,13 +291,8 @@ def measure(a) -> dict:
     t0 = time.time()
     for r in range(a.rounds):
         for c in configs:
-            cmd = [sys.executable, __file__, "--one", c, "--seq", str(a.seq), "--batch", str(a.batch), "--warmup",
-                   str(a.warmup), "--steps", str(a.steps), "--threads", str(a.threads)]
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-            if p.returncode or not line:
-                raise SystemExit(f"{c} failed:\n{p.stderr[-3000:]}")
-            res = json.loads(line[-1][7:])
+            res = children.run(__file__, ["--one", c, "--seq", str(a.seq), "--batch", str(a.batch), "--warmup",
+                                          str(a.warmup), "--steps", str(a.steps), "--threads", str(a.threads)], c)
             runs[c].append(res)
             print(f"round {r + 1} {c:24s} step {res['step_s']:.3f} s  cpu {res['cpu_s']:.3f} s  "
                   f"peak {res['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
