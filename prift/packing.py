@@ -13,6 +13,8 @@ attention and mask interfaces; `use_varlen_sdpa(model)` switches an sdpa model t
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -67,3 +69,14 @@ def use_varlen_sdpa(model) -> bool:
     register()
     model.set_attn_implementation(ATTENTION)
     return True
+
+
+@contextlib.contextmanager
+def varlen_sdpa_during(model, on: bool = True):
+    """`use_varlen_sdpa` for the duration of a block (when `on`): a model switched from sdpa is sdpa again after."""
+    switched = on and use_varlen_sdpa(model)
+    try:
+        yield
+    finally:
+        if switched:
+            model.set_attn_implementation("sdpa")

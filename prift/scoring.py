@@ -83,6 +83,7 @@ def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_t
     vocab_rows: the distribution over the first rows of the output layer only (the rows the student of Tables 7/8
     has: see `score`). packed: batches as padding-free packed rows (None: `packs_by_default`); the same
     statistics either way."""
+    from tqdm import tqdm
     device = device or next(model.parameters()).device
     base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     head = model.get_output_embeddings()
@@ -90,42 +91,30 @@ def reference_stats(model, tokenized: list[dict], *, topk: int = 20, max_batch_t
     head_b = getattr(head, "bias", None)
     head_b = head_b[:vocab_rows] if (head_b is not None and vocab_rows) else head_b
     packed = packs_by_default(model) if packed is None else packed
-    # an sdpa model attends per sequence while this pass packs (its attention as it was afterwards)
-    switched = packed and packing.use_varlen_sdpa(model)
-    try:
-        return _reference_stats(base, head_w, head_b, tokenized, topk=topk, max_batch_tokens=max_batch_tokens,
-                                chunk_size=chunk_size, device=device, progress=progress, compile=compile,
-                                packed=packed)
-    finally:
-        if switched:
-            model.set_attn_implementation("sdpa")
-
-
-def _reference_stats(base, head_w, head_b, tokenized, *, topk, max_batch_tokens, chunk_size, device, progress,
-                     compile, packed) -> list[dict]:
-    from tqdm import tqdm
     results: list[dict | None] = [None] * len(tokenized)
     workspace = {}  # the [chunk, V] buffers of token_stats_chunked, allocated once for the whole pass
     lengths = [len(t["input_ids"]) for t in tokenized]
     bar = tqdm(total=sum(lengths), unit="tok", unit_scale=True, desc="reference pass", disable=not progress,
                mininterval=2)
-    for batch in _batches_by_length(lengths, max_batch_tokens, packed):
-        b = {k: v.to(device) for k, v in (_packed_batch if packed else _padded_batch)(tokenized, batch).items()}
-        lab = b.pop("labels")
-        hidden = base(**b, use_cache=False).last_hidden_state  # [B, L, D] ([1, T, D] packed)
-        targets = lab[:, 1:]  # [B, L-1]: token t+1 is predicted at position t
-        mask = targets != -100
-        h = hidden[:, :-1][mask]  # [N, D] only response positions: no [B, L, V] tensor is made
-        stats = token_stats_chunked(h, head_w, targets[mask], topk=topk, chunk_size=chunk_size,
-                                    lm_head_bias=head_b, compile=compile, workspace=workspace)
-        counts = ([sum(1 for l in tokenized[i]["labels"][1:] if l != -100) for i in batch] if packed
-                  else mask.sum(1).tolist())
-        start = 0
-        for r, i in enumerate(batch):
-            results[i] = {k: stats[k][start:start + counts[r]].float().cpu() if k != "rank"
-                          else stats[k][start:start + counts[r]].long().cpu() for k in STAT_KEYS}
-            start += counts[r]
-        bar.update(sum(lengths[i] for i in batch))
+    # an sdpa model attends per sequence while this pass packs (prift.packing), and is sdpa again afterwards
+    with packing.varlen_sdpa_during(model, packed):
+        for batch in _batches_by_length(lengths, max_batch_tokens, packed):
+            b = {k: v.to(device) for k, v in (_packed_batch if packed else _padded_batch)(tokenized, batch).items()}
+            lab = b.pop("labels")
+            hidden = base(**b, use_cache=False).last_hidden_state  # [B, L, D] ([1, T, D] packed)
+            targets = lab[:, 1:]  # [B, L-1]: token t+1 is predicted at position t
+            mask = targets != -100
+            h = hidden[:, :-1][mask]  # [N, D] only response positions: no [B, L, V] tensor is made
+            stats = token_stats_chunked(h, head_w, targets[mask], topk=topk, chunk_size=chunk_size,
+                                        lm_head_bias=head_b, compile=compile, workspace=workspace)
+            counts = ([sum(1 for l in tokenized[i]["labels"][1:] if l != -100) for i in batch] if packed
+                      else mask.sum(1).tolist())
+            start = 0
+            for r, i in enumerate(batch):
+                results[i] = {k: stats[k][start:start + counts[r]].float().cpu() if k != "rank"
+                              else stats[k][start:start + counts[r]].long().cpu() for k in STAT_KEYS}
+                start += counts[r]
+            bar.update(sum(lengths[i] for i in batch))
     bar.close()
     return results  # type: ignore[return-value]
 

@@ -113,13 +113,14 @@ class WeightedCollator:
 EMA_FILE = "prift_ema.pt"
 
 
-def largest_micro_batch(lengths, batch: int, max_length: int | None, packed: bool) -> int:
-    """The most positions one micro-batch of `batch` of these examples (token counts `lengths`, each cut at
-    `max_length`) can hold: `batch` × the longest right-padded, the sum of the `batch` longest packed."""
-    cut = sorted((min(int(n), max_length) if max_length else int(n) for n in lengths), reverse=True)[:batch]
-    if not cut:
+def largest_micro_batch(lengths, batch: int, packed: bool) -> int:
+    """The most positions one micro-batch of `batch` of these examples (token counts `lengths`, as the collator
+    feeds them: it cuts nothing) can hold: `batch` × the longest right-padded, the sum of the `batch` longest
+    packed."""
+    longest = sorted((int(n) for n in lengths), reverse=True)[:batch]
+    if not longest:
         return 0
-    return sum(cut) if packed else batch * cut[0]
+    return sum(longest) if packed else batch * longest[0]
 
 
 def _example_lengths(dataset):
@@ -151,7 +152,8 @@ class WeightedSFTTrainer(SFTTrainer):
     def __init__(self, *args, method: Method, ref_model=None, fused_head: bool | str = "auto",
                  loss_norm: str = "micro_batch", **kwargs):
         model = kwargs.get("model")
-        if getattr(kwargs.get("data_collator"), "packed", False):
+        packed = getattr(kwargs.get("data_collator"), "packed", False)
+        if packed:
             # packed rows: each sequence attends to itself at the cost of its own length (prift.packing)
             for m in (model, ref_model):
                 packing.use_varlen_sdpa(m)
@@ -167,12 +169,11 @@ class WeightedSFTTrainer(SFTTrainer):
         self.loss_is_scaled_for_ga = loss_norm == "global_tokens"
         self.model_accepts_loss_kwargs = loss_norm == "global_tokens"
         self._sel = None  # [2]: response tokens selected (m_t > 0), response tokens, since the start (this process)
-        # the size that decides `auto` on CPU: the largest micro-batch this run's examples can form (at most
-        # per_device_batch_size × max_length positions)
-        batch, max_len = self.args.per_device_train_batch_size, self.args.max_length
+        # the size that decides `auto` on CPU: the largest micro-batch this run's examples can form (without
+        # their lengths, per_device_batch_size × max_length positions)
+        batch = self.args.per_device_train_batch_size
         lengths = _example_lengths(kwargs.get("train_dataset"))
-        tokens = (batch * max_len if lengths is None else
-                  largest_micro_batch(lengths, batch, max_len, getattr(kwargs.get("data_collator"), "packed", False)))
+        tokens = batch * self.args.max_length if lengths is None else largest_micro_batch(lengths, batch, packed)
         self.fused = losses.loss_path(fused_head, self.model, device=self.args.device.type, tokens=tokens)
         if self.fused:
             losses.add_prift_head(self.model)

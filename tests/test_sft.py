@@ -338,16 +338,17 @@ def test_loss_path_is_chosen_by_device_and_size(tiny_backbone):
 
 def test_auto_loss_path_weighs_the_largest_micro_batch_of_the_data(tiny_backbone, tmp_path, monkeypatch):
     """On CPU, `auto` weighs the largest micro-batch the run's examples can form (padded: the batch × the longest
-    example; packed: the sum of the batch's longest; each cut at max_length), not batch × max_length: under a long
-    max_length, short examples take the full logits and long ones the fused head."""
+    example; packed: the sum of the batch's longest; the lengths as the collator feeds them, which cuts nothing),
+    not batch × max_length: under a long max_length, short examples take the full logits and long ones the fused
+    head."""
     from datasets import Dataset
     from trl import SFTConfig
     from prift import losses
     from prift.backbone import load_tokenizer
     from prift.sft import WeightedCollator, WeightedSFTTrainer, largest_micro_batch
-    assert largest_micro_batch([5, 9, 3, 40], 2, 16, packed=False) == 32
-    assert largest_micro_batch([5, 9, 3, 40], 2, 16, packed=True) == 25
-    assert largest_micro_batch([5, 9, 3, 40], 2, None, packed=True) == 49
+    assert largest_micro_batch([5, 9, 3, 40], 2, packed=False) == 80
+    assert largest_micro_batch([5, 9, 3, 40], 2, packed=True) == 49
+    assert largest_micro_batch([], 4, packed=True) == 0
     tok = load_tokenizer(str(tiny_backbone))
     V = load_model(str(tiny_backbone)).get_output_embeddings().weight.shape[0]
     monkeypatch.setattr(losses, "FULL_LOGITS_BUDGET", 3 * 4 * V * 20)   # the logits of 20 positions fit, 21 do not
