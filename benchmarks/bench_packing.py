@@ -63,6 +63,16 @@ def tokenized_math500() -> tuple[list[dict], int]:
     return out, len(tok)
 
 
+def smollm2_shaped(layers: int, vocab: int):
+    """A random-init Llama (seed 0) with SmolLM2-135M's shapes and `layers` layers."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=576, intermediate_size=1536, num_hidden_layers=layers,
+                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=MAX_LENGTH,
+                      tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(cfg)
+
+
 class Cache:
     """Reference statistics of the right lengths (values random: they are read and placed, as a real cache's)."""
 
@@ -82,7 +92,7 @@ def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int, fu
     under torch.profiler and the time of the LM head + loss (TRL's chunked log-prob kernel, forward and backward:
     the fused path's head) is returned too."""
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
+    from transformers import TrainerCallback
     from trl import SFTConfig
     from prift import sft
     from prift.methods import Method
@@ -94,11 +104,7 @@ def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int, fu
     n = (warmup + steps) * BATCH
     rows = [{"input_ids": e["input_ids"], "labels": e["labels"], "idx": i} for i, e in enumerate(examples[:n])]
     n_resp = [sum(1 for j, l in enumerate(r["labels"]) if l != -100 and j > 0) for r in rows]
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=576, intermediate_size=1536, num_hidden_layers=layers,
-                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=MAX_LENGTH,
-                      tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    model = LlamaForCausalLM(cfg)
+    model = smollm2_shaped(layers, vocab)
     method = Method.from_config("prift-prob", {"rule": "prob", "source": "pretrained"})
     args = SFTConfig(output_dir=f"/tmp/bench_packing_{os.getpid()}", per_device_train_batch_size=BATCH,
                      gradient_accumulation_steps=1, max_steps=warmup + steps, learning_rate=1e-5,

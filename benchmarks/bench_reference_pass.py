@@ -35,19 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import children  # noqa: E402
-from bench_packing import BATCH, MAX_LENGTH, OUT, Cache, tokenized_math500  # noqa: E402
+from bench_packing import BATCH, MAX_LENGTH, OUT, Cache, smollm2_shaped, tokenized_math500  # noqa: E402
 
 KINDS = ("reference", "reference_padded", "sft", "sft_gc")
 SCORING = {"topk": 20, "chunk_size": 1024, "max_batch_tokens": 32768}   # config/config.yaml `scoring:`
-
-
-def make_model(layers: int, vocab: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=576, intermediate_size=1536, num_hidden_layers=layers,
-                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=MAX_LENGTH,
-                      tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    return LlamaForCausalLM(cfg)
 
 
 def run_one(kind: str, layers: int, n_examples: int, threads: int) -> dict:
@@ -55,7 +46,7 @@ def run_one(kind: str, layers: int, n_examples: int, threads: int) -> dict:
     examples, vocab = tokenized_math500()
     random.Random(0).shuffle(examples)
     rows = [{"input_ids": e["input_ids"], "labels": e["labels"], "idx": i} for i, e in enumerate(examples[:n_examples])]
-    model = make_model(layers, vocab)
+    model = smollm2_shaped(layers, vocab)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     extra = {}
     if kind.startswith("reference"):
