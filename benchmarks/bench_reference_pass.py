@@ -35,7 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import children  # noqa: E402
-from bench_packing import BATCH, MAX_LENGTH, OUT, Cache, smollm2_shaped, tokenized_math500  # noqa: E402
+import sft_steps  # noqa: E402
+from bench_packing import MAX_LENGTH, OUT, smollm2_shaped, tokenized_math500  # noqa: E402
 
 KINDS = ("reference", "reference_padded", "sft", "sft_gc")
 SCORING = {"topk": 20, "chunk_size": 1024, "max_batch_tokens": 32768}   # config/config.yaml `scoring:`
@@ -57,24 +58,7 @@ def run_one(kind: str, layers: int, n_examples: int, threads: int) -> dict:
         secs = time.perf_counter() - t0
         extra["response_tokens"] = sum(len(s["prob"]) for s in stats)
     else:
-        from datasets import Dataset
-        from trl import SFTConfig
-        from prift import sft
-        from prift.backbone import train_tokenizer
-        from prift.methods import Method
-        n_resp = [sum(1 for j, l in enumerate(r["labels"]) if l != -100 and j > 0) for r in rows]
-        method = Method.from_config("prift-prob", {"rule": "prob", "source": "pretrained"})
-        args = SFTConfig(output_dir=f"/tmp/bench_reference_pass_{os.getpid()}", per_device_train_batch_size=BATCH,
-                         gradient_accumulation_steps=1, num_train_epochs=1, learning_rate=1e-5,
-                         lr_scheduler_type="constant", bf16=False, use_cpu=True, save_strategy="no",
-                         logging_steps=10_000, report_to=[], remove_unused_columns=False,
-                         dataset_kwargs={"skip_prepare_dataset": True}, max_length=MAX_LENGTH,
-                         dataloader_num_workers=0, disable_tqdm=True, seed=0,
-                         gradient_checkpointing=kind == "sft_gc")
-        tok = train_tokenizer(["the quick brown fox jumps over the lazy dog"] * 4, 300)
-        trainer = sft.WeightedSFTTrainer(
-            model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok, method=method,
-            data_collator=sft.WeightedCollator(0, Cache(n_resp), stat_keys=method.stats, packed=True))
+        trainer, _ = sft_steps.trainer(model, rows, packed=True, gradient_checkpointing=kind == "sft_gc")
         extra["fused_head"] = trainer.fused
         t0 = time.perf_counter()
         trainer.train()

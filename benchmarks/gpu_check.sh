@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check (benchmarks/gpu_check.py): one command, a few minutes on one H200.
-#   benchmarks/gpu_check.sh          on the GPU machine (the device tool: run it with carry [".whl"]); results to $OUT
+#   benchmarks/gpu_check.sh          on the GPU machine (the device tool: run it with carry [".whl"] and a timeout
+#                                    that leaves a rerun's time; each section's results are written as it ends, so a
+#                                    run stopped at its limit keeps them); results to $OUT
 #   benchmarks/gpu_check.sh --cpu    the same sections at tiny sizes on CPU, with PY (default .venv/bin/python)
+# Before a device session: scripts/gpu-rehearsal.sh runs the CPU mode in the GPU image's Python environment.
 # The GPU image has torch, transformers and accelerate but not trl, datasets or math-verify: scripts/gpu-wheels.sh
 # downloads their pure-Python wheels into .whl/ (git-ignored), installed here into /tmp/site.
 set -euo pipefail
