@@ -11,7 +11,7 @@ stopped at its time limit keeps what it measured:
               checkpointing on (config/config.yaml) and off, on Qwen2.5-1.5B's shapes; and packed with checkpointing
               on Qwen2.5-Math-7B's shapes through slices of its layers: tokens/s, MFU on the real tokens, memory
   score       the frozen reference pass (`prift.scoring.reference_stats`, bf16, packed rows, torch.compile on CUDA)
-              on the same lengths and both shapes: tokens/s and its ratio to one SFT epoch on the same tokens
+              on the same lengths and both shapes: tokens/s and its ratio to one SFT epoch of as many tokens
   decode      batched decoding (transformers, bf16, KV cache) on both shapes: generated tokens/s
   projection  the paper's stages (SFT and reference pass at 1.5B and 7B, the 16-sample evaluation, DAPO at 1.5B and
               8B) in GPU-hours at these rates beside Appendix F, each job against its SLURM time limit, and the
@@ -58,7 +58,7 @@ SHAPES_7B = {
 }
 # The packed SFT, reference-pass and decoding sections: warm-up / timed steps (micro-batches of 4 real lengths),
 # examples of the reference pass, and the decoding batch (prompts of `prompt` tokens, `new` tokens each)
-WORK = {"gpu": dict(warmup=2, steps=6, score_examples=96, decode_batch=128, prompt=128, new=256),
+WORK = {"gpu": dict(warmup=2, steps=6, score_examples=256, decode_batch=256, prompt=128, new=256),
         "cpu": dict(warmup=1, steps=1, score_examples=8, decode_batch=2, prompt=8, new=4)}
 METHODS = {
     "sft": {"rule": "sft", "source": "online"},
@@ -295,8 +295,8 @@ def score_seconds(model, rows: list[dict], compile: bool) -> tuple[float, float]
 
 def section_score(mode: str, device: str, packed: dict) -> dict:
     """The frozen reference pass (`prift.scoring.reference_stats`, bf16 weights, packed rows, torch.compile on CUDA)
-    over MATH-500's real lengths, on both shapes (7B through its slices), and its ratio to one SFT epoch on the same
-    tokens (tokens/s of the packed section's runs, with and without gradient checkpointing)."""
+    over MATH-500's real lengths, on both shapes (7B through its slices), and its ratio to one SFT epoch of as many
+    tokens of the same length distribution (tokens/s of the packed section's runs, checkpointing on and off)."""
     gpu = mode == "gpu"
     s, s7, w = SHAPES[mode], SHAPES_7B[mode], WORK[mode]
     dtype = torch.bfloat16 if gpu else torch.float32
