@@ -115,8 +115,9 @@ def run_one(packed: bool, layers: int, warmup: int, steps: int, threads: int, fu
             def on_step_end(self, args, state, control, **kw):
                 prof.step()
         callbacks.append(Step())
-    trainer, ends = sft_steps.trainer(smollm2_shaped(layers, vocab), rows, packed=packed, fused_head=fused_head,
-                                      max_steps=warmup + steps, callbacks=callbacks)
+    trainer, clock = sft_steps.trainer(smollm2_shaped(layers, vocab), rows, packed=packed, fused_head=fused_head,
+                                       max_steps=warmup + steps, callbacks=callbacks)
+    ends = clock.wall
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if prof is not None:
         prof.start()

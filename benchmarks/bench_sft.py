@@ -33,17 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import children  # noqa: E402
+import sft_steps  # noqa: E402
+from sft_steps import METHODS  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 V = 151_936
-
-METHODS = {
-    "sft": {"rule": "sft", "source": "online"},
-    "dft": {"rule": "prob", "source": "online"},
-    "prift-prob": {"rule": "prob", "source": "pretrained"},
-    "prift-mass": {"rule": "mass", "source": "pretrained", "params": {"tau": 0.5}},
-    "asft": {"rule": "prob", "source": "online", "asft_beta": 0.05},
-}
 # name -> (method, fused head); "trl-sft" is TRL's SFTTrainer itself
 CONFIGS = {
     "sft": ("sft", True), "dft": ("dft", True), "prift-prob": ("prift-prob", True),
@@ -61,25 +55,11 @@ def make_model(seed: int = 0):
     return Qwen2ForCausalLM(cfg)
 
 
-class FakeCache:
-    """Cached reference statistics of the right shapes (values random: they only have to be read and placed)."""
-
-    def __init__(self, n_resp: int, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.cols = {"prob": torch.rand(n_resp, generator=g), "mass": torch.rand(n_resp, generator=g)}
-        self.cols["logp"] = self.cols["prob"].log()
-
-    def __getitem__(self, i):
-        return self.cols
-
-
 def run_one(config: str, seq: int, batch: int, warmup: int, steps: int, threads: int) -> dict:
     """One configuration in this (fresh) process."""
     from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
     from prift import sft
-    from prift.backbone import train_tokenizer
 
     torch.set_num_threads(threads)
     method_name, fused = CONFIGS[config]
@@ -90,44 +70,30 @@ def run_one(config: str, seq: int, batch: int, warmup: int, steps: int, threads:
     for i in range(n_steps * batch):
         ids = torch.randint(2, V, (seq,), generator=g).tolist()
         rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:], "idx": i})
-    ds = Dataset.from_list(rows)
-    tok = train_tokenizer(["the quick brown fox jumps over the lazy dog"] * 4, 300)
     model = make_model()
-    ref_model = None
-    method = sft.Method.from_config(method_name, METHODS[method_name]) if method_name else None
-    if method is not None and method.needs_ref_logits:
-        ref_model = make_model()
-    cache = FakeCache(seq - prompt) if method is not None and method.cached else None
-    args = SFTConfig(output_dir=f"/tmp/bench_sft_{os.getpid()}", per_device_train_batch_size=batch,
-                     gradient_accumulation_steps=1, max_steps=n_steps, learning_rate=1e-5, lr_scheduler_type="constant",
-                     bf16=False, use_cpu=True, save_strategy="no", logging_steps=10_000, report_to=[],
-                     remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
-                     gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True, seed=0,
-                     average_tokens_across_devices=True)
-    collator = sft.WeightedCollator(0, cache, stat_keys=method.stats if cache is not None else ())
-    if method is None:
-        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, data_collator=collator)
+    if method_name is None:   # TRL's own SFTTrainer, with prift's collator (no statistics)
+        clock = sft_steps.clock()
+        trainer = SFTTrainer(model=model, args=sft_steps.config(batch=batch, max_steps=n_steps, max_length=seq),
+                             train_dataset=Dataset.from_list(rows), processing_class=sft_steps.tokenizer(),
+                             data_collator=sft.WeightedCollator(0, None, stat_keys=()), callbacks=[clock])
+        ref_model = None
     else:
-        trainer = sft.WeightedSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                                           method=method, ref_model=ref_model, fused_head=fused,
-                                           data_collator=collator)
-    ends: list[tuple[float, float]] = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            ends.append((time.perf_counter(), time.process_time()))
-
-    trainer.add_callback(Clock())
+        method = sft.Method.from_config(method_name, METHODS[method_name])
+        ref_model = make_model() if method.needs_ref_logits else None
+        trainer, clock = sft_steps.trainer(model, rows, packed=False, method=method_name, ref_model=ref_model,
+                                           fused_head=fused, max_steps=n_steps, batch=batch, max_length=seq)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
+    ends = list(zip(clock.wall, clock.cpu))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     times = [b[0] - a[0] for a, b in zip(ends[warmup - 1:], ends[warmup:])]
     cpu = [b[1] - a[1] for a, b in zip(ends[warmup - 1:], ends[warmup:])]
     ref_bytes = sum(p.numel() * p.element_size() for p in ref_model.parameters()) if ref_model is not None else 0
     return {"config": config, "fused": fused and getattr(trainer, "fused", True), "step_s": statistics.median(times),
-            "step_times_s": times, "cpu_s": statistics.median(cpu), "cpu_times_s": cpu, "tokens_per_step": seq * batch, "peak_rss_bytes": peak,
+            "step_times_s": times, "cpu_s": statistics.median(cpu), "cpu_times_s": cpu, "tokens_per_step": seq * batch,
+            "peak_rss_bytes": peak,
             "rss_before_train_bytes": rss_before, "ref_model_bytes": ref_bytes, "wall_s": wall}
 
 
@@ -147,7 +113,7 @@ def ab_overhead(seq: int, batch: int, reps: int, threads: int, configs=("sft", "
         feats.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:], "idx": i})
     model = make_model().train()
     losses.add_prift_head(model)
-    cache = FakeCache(seq - prompt)
+    cache = sft_steps.Cache([seq - prompt] * batch)
     setups = {}
     for c in configs:
         m = sft.Method.from_config(c, METHODS[c])
@@ -187,7 +153,7 @@ def overhead_parts(seq: int, batch: int, reps: int = 200, configs=("sft", "prift
     prompt = seq // 8
     feats = [{"input_ids": torch.randint(2, V, (seq,), generator=g).tolist(),
               "labels": [-100] * prompt + [5] * (seq - prompt), "idx": i} for i in range(batch)]
-    cache = FakeCache(seq - prompt)
+    cache = sft_steps.Cache([seq - prompt] * batch)
     out = {}
     for c in configs:
         m = sft.Method.from_config(c, METHODS[c])

@@ -60,18 +60,10 @@ SHAPES_7B = {
 # examples of the reference pass, and the decoding batch (prompts of `prompt` tokens, `new` tokens each)
 WORK = {"gpu": dict(warmup=2, steps=6, score_examples=256, decode_batch=256, prompt=128, new=256),
         "cpu": dict(warmup=1, steps=1, score_examples=8, decode_batch=2, prompt=8, new=4)}
-METHODS = {
-    "sft": {"rule": "sft", "source": "online"},
-    "dft": {"rule": "prob", "source": "online"},
-    "prift-prob": {"rule": "prob", "source": "pretrained"},
-    "prift-mass": {"rule": "mass", "source": "pretrained", "params": {"tau": 0.5}},
-    "asft": {"rule": "prob", "source": "online", "asft_beta": 0.05},
-}
+METHODS = sft_steps.METHODS
 
 
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+sync = sft_steps.sync
 
 
 def peak_tflops(gpu: bool) -> float:
@@ -233,8 +225,9 @@ def sft_run(s: dict, device: str, rows: list[dict], w: dict, *, packed: bool, gc
     `fused_head: auto`) on a model of shape `s`: (seconds of the timed steps, the trainer's loss path, peak GiB)."""
     model = make_model(s, device, layers)
     free(device)
-    trainer, ends = sft_steps.trainer(model, rows, packed=packed, gradient_checkpointing=gc, device=device,
-                                      max_steps=w["warmup"] + w["steps"])
+    trainer, clock = sft_steps.trainer(model, rows, packed=packed, gradient_checkpointing=gc, device=device,
+                                       max_steps=w["warmup"] + w["steps"])
+    ends = clock.wall
     trainer.train()
     fused = trainer.fused
     mem = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
