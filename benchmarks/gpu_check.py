@@ -215,8 +215,12 @@ def free(device: str) -> None:
 
 
 def depth_fit(measured: dict[int, float], layers: int) -> float:
-    """A time that is a + b · depth, fitted through two measured depths ({depth: seconds}) and read at `layers`."""
+    """A time that is a + b · depth, fitted through two measured depths ({depth: seconds}) and read at `layers`.
+    Where the deeper slice did not take longer (noise swamping slices too small to time, as on CPU), the deeper
+    slice's time scaled by depth: an upper bound, as it counts the fixed part `layers / depth` times."""
     (d1, t1), (d2, t2) = sorted(measured.items())
+    if t2 <= t1:
+        return t2 * layers / d2
     return t1 + (t2 - t1) / (d2 - d1) * (layers - d1)
 
 

@@ -80,6 +80,8 @@ def test_matmul_params_count_the_model_built():
 
 def test_depth_fit_is_the_line_through_two_depths():
     assert gpu_check.depth_fit({4: 3.0, 2: 2.0}, 28) == pytest.approx(2.0 + 0.5 * 26)
+    # a deeper slice timed no slower (noise): the deeper time scaled by depth, never a negative time
+    assert gpu_check.depth_fit({1: 0.30, 2: 0.25}, 6) == pytest.approx(0.25 * 3)
 
 
 def _cfg():
