@@ -267,7 +267,7 @@ def section_packed(mode: str, device: str, peak: float) -> dict:
     by_depth = {}
     for k in s7["slices"]:
         by_depth[k], fused, _ = sft_run(s7, device, rows7, w, packed=True, gc=True, layers=k)
-    secs = depth_fit(by_depth, s7["layers"])
+    secs = full_depth(by_depth, s7)
     flops = sum(sequence_flops(s7, L) for L in timed)
     out["runs"].append({"model": "7B", "packed": True, "gradient_checkpointing": True, "fused_head": fused,
                         "seconds": secs, "tokens_per_s": sum(timed) / secs, "mfu": flops / secs / (peak * 1e12),
@@ -290,31 +290,50 @@ def score_seconds(model, rows: list[dict], compile: bool) -> tuple[float, float]
     return times[0], times[1]
 
 
+def shapes(mode: str):
+    """The two shapes the check times: (name, shape, the depths it is built at: None whole, the 7B its slices)."""
+    return (("1.5B", SHAPES[mode], (None,)), ("7B", SHAPES_7B[mode], SHAPES_7B[mode]["slices"]))
+
+
+def frozen_runs(shape: dict, depths, device: str, dtype, measure) -> dict:
+    """{depth: measure(model)} for a frozen (eval, `dtype`) model of `shape` built at each depth, freed after."""
+    out = {}
+    for k in depths:
+        model = make_model(shape, device, k).to(dtype).eval()
+        out[k] = measure(model)
+        del model
+        free(device)
+    return out
+
+
+def full_depth(seconds: dict, shape: dict) -> float:
+    """The whole model's seconds: measured ({None: s}), or fitted through its slices' ({depth: s})."""
+    return seconds[None] if None in seconds else depth_fit(seconds, shape["layers"])
+
+
 def section_score(mode: str, device: str, packed: dict) -> dict:
     """The frozen reference pass (`prift.scoring.reference_stats`, bf16 weights, packed rows, torch.compile on CUDA)
     over MATH-500's real lengths, on both shapes (7B through its slices), and its ratio to one SFT epoch of as many
     tokens of the same length distribution (tokens/s of the packed section's runs, checkpointing on and off)."""
     gpu = mode == "gpu"
-    s, s7, w = SHAPES[mode], SHAPES_7B[mode], WORK[mode]
-    dtype = torch.bfloat16 if gpu else torch.float32
+    w = WORK[mode]
     out = {"examples": w["score_examples"], "compile": gpu}
-    for name, shape, depths in (("1.5B", s, (None,)), ("7B", s7, s7["slices"])):
+    for name, shape, depths in shapes(mode):
         rows = sft_steps.rows_of_lengths(sft_steps.math500_lengths(), shape["vocab"], w["score_examples"], seed=1)
         tokens = sum(len(r["input_ids"]) for r in rows)
-        first, second = {}, {}
-        for k in depths:
-            model = make_model(shape, device, k).to(dtype).eval()
+
+        def measure(model):
             try:
-                first[k], second[k] = score_seconds(model, rows, out["compile"])
+                return score_seconds(model, rows, out["compile"])
             except Exception:   # torch.compile needs a working toolchain (triton, a C compiler): measure without
                 if not out["compile"]:
                     raise
                 out["compile_error"] = traceback.format_exc()[-2000:]
                 out["compile"] = False
-                first[k], second[k] = score_seconds(model, rows, False)
-            del model
-            free(device)
-        secs = second[None] if None in second else depth_fit(second, shape["layers"])
+                return score_seconds(model, rows, False)
+        runs = frozen_runs(shape, depths, device, torch.bfloat16 if gpu else torch.float32, measure)
+        first, second = {k: v[0] for k, v in runs.items()}, {k: v[1] for k, v in runs.items()}
+        secs = full_depth(second, shape)
         rate = tokens / secs
         sft = {("gc" if r["gradient_checkpointing"] else "no_gc"): r["tokens_per_s"] for r in packed["runs"]
                if r["model"] == name and r["packed"]}
@@ -343,18 +362,12 @@ def section_decode(mode: str, device: str) -> dict:
     """Sampling's rate: batched decoding with transformers (the pipeline's `transformers` backend, bf16, KV cache) on
     both shapes (7B through its slices): generated tokens/s. vLLM (the GPU backend, not on the GPU image) batches
     continuously and replays CUDA graphs, so these rates bound its time from above."""
-    gpu = mode == "gpu"
-    s, s7, w = SHAPES[mode], SHAPES_7B[mode], WORK[mode]
-    dtype = torch.bfloat16 if gpu else torch.float32
+    w = WORK[mode]
+    dtype = torch.bfloat16 if mode == "gpu" else torch.float32
     out = {"batch": w["decode_batch"], "prompt": w["prompt"], "new": w["new"]}
-    for name, shape, depths in (("1.5B", s, (None,)), ("7B", s7, s7["slices"])):
-        secs = {}
-        for k in depths:
-            model = make_model(shape, device, k).to(dtype).eval()
-            secs[k] = decode_seconds(model, w, shape["vocab"], device)
-            del model
-            free(device)
-        total = secs[None] if None in secs else depth_fit(secs, shape["layers"])
+    for name, shape, depths in shapes(mode):
+        secs = frozen_runs(shape, depths, device, dtype, lambda m: decode_seconds(m, w, shape["vocab"], device))
+        total = full_depth(secs, shape)
         out[name] = {"seconds": total, "by_depth": secs, "tokens_per_s": w["decode_batch"] * w["new"] / total}
     return out
 
@@ -459,12 +472,10 @@ def projection(res: dict, mode: str) -> dict:
     lengths = gpu_projection.mean_lengths(sft_steps.math500_lengths())
     problems = gpu_projection.math_problems(cfg, lambda path: len((REPO / path).read_text().splitlines()))
     gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if mode == "gpu" else 141.0
-    from prift.recipes import RLRecipe
-    util = RLRecipe.__dataclass_fields__["vllm_gpu_memory_utilization"].default
-    return {"rates": rates, "lengths": lengths, "problems": problems, "vllm_gpu_memory_utilization": util,
+    return {"rates": rates, "lengths": lengths, "problems": problems,
             "stages": gpu_projection.stages(cfg, table, rates, lengths, problems),
-            "memory": [*gpu_projection.colocated_memory(cfg, table, gib, util),
-                       *gpu_projection.colocated_memory(cfg, table, 80.0 * 1e9 / 2**30, util)]}
+            "memory": [*gpu_projection.colocated_memory(cfg, table, gib),
+                       *gpu_projection.colocated_memory(cfg, table, 80.0 * 1e9 / 2**30)]}
 
 
 def write_md(res: dict, path: Path) -> None:
@@ -524,8 +535,6 @@ def write_md(res: dict, path: Path) -> None:
     if "projection" in res:
         pr = res["projection"]
         L += [""] + gpu_projection.markdown(pr["stages"], pr["memory"], pr["lengths"], res["device"])
-        L.append(f"\nvLLM's share: `vllm_gpu_memory_utilization` {pr['vllm_gpu_memory_utilization']} (prift.recipes."
-                 "RLRecipe).")
     if "dapo" in res:
         d = res["dapo"]
         L += ["", "## DAPO (tiny backbone, transformers generation)", "",

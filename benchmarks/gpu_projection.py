@@ -47,6 +47,12 @@ def rates_of(backbone: str, cfg: dict, rates: dict) -> dict:
     return {k: rates[k]["7B"] * f for k in ("sft", "score", "decode")}
 
 
+def rl_recipe(cfg: dict, backbone: str):
+    """A backbone's DAPO recipe as `prift rl` reads it: `rl.recipe` with `rl.backbones.<backbone>` over it."""
+    from prift.recipes import RLRecipe
+    return RLRecipe.from_config(cfg["rl"].get("recipe") or {}, cfg["rl"]["backbones"][backbone])
+
+
 def math_problems(cfg: dict, count_lines) -> dict[str, int]:
     """Problems of each math benchmark (count_lines(path) reads the data file)."""
     return {b: count_lines(cfg["benchmarks"][b]["data"]["path"]) for b in cfg["domains"]["math"]["benchmarks"]}
@@ -60,7 +66,6 @@ def stages(cfg: dict, table: dict, rates: dict, lengths: dict, problems: dict[st
     rows = []
     n_train = cfg["domains"]["math"]["train"]["limit"] * cfg["training"]["default"]["epochs"]
     gen = cfg["generation"]
-    rl = cfg["rl"]["recipe"]
 
     def row(stage, backbone, what, tokens, seconds, paper=None, implied=None, job_stage=None, job_seconds=None):
         size = cfg["backbones"][backbone]["size_b"]
@@ -93,10 +98,10 @@ def stages(cfg: dict, table: dict, rates: dict, lengths: dict, problems: dict[st
             f"{largest}, {problems[largest]})", tokens, tokens / r["decode"], paper,
             paper * 3600 * r["decode"] / samples,
             job_seconds=problems[largest] * gen["n"] * lengths["response"] / r["decode"])
-    prompts = rl["steps"] * rl["prompt_batch_size"]
-    for backbone, spec in cfg["rl"]["backbones"].items():
+    for backbone in cfg["rl"]["backbones"]:
         r = rates_of(backbone, cfg, rates)
-        rollouts = prompts * spec["rollouts_per_prompt"]
+        rl = rl_recipe(cfg, backbone)
+        rollouts = rl.steps * rl.prompt_batch_size * rl.rollouts_per_prompt
         # per rollout: its response decoded, then (prompt + response) through the policy's forward and backward
         # and two forwards (the old policy's log-probabilities, the reference's for the KL term)
         per_rollout = lambda resp: resp / r["decode"] + (lengths["prompt"] + resp) * (1 / r["sft"] + 2 / r["score"])
@@ -105,14 +110,15 @@ def stages(cfg: dict, table: dict, rates: dict, lengths: dict, problems: dict[st
         # the mean response length at which `seconds` equals the paper's: per_rollout is linear in it
         a = per_rollout(0.0)
         b = per_rollout(1.0) - a
-        row("rl", backbone, f"{rl['steps']} steps × {rl['prompt_batch_size']} prompts × "
-            f"{spec['rollouts_per_prompt']} rollouts (one generation round)", rollouts * lengths["total"], seconds,
+        row("rl", backbone, f"{rl.steps} steps × {rl.prompt_batch_size} prompts × "
+            f"{rl.rollouts_per_prompt} rollouts (one generation round)", rollouts * lengths["total"], seconds,
             paper, (paper * 3600 / rollouts - a) / b)
     return rows
 
 
-def colocated_memory(cfg: dict, table: dict, gpu_gib: float, util: float) -> list[dict]:
-    """Per GPU of a DAPO job: vLLM's share (`util` of the GPU, TRL's colocate mode) against its bf16 weights (the KV
+def colocated_memory(cfg: dict, table: dict, gpu_gib: float) -> list[dict]:
+    """Per GPU of a DAPO job: vLLM's share (the recipe's `vllm_gpu_memory_utilization` of the GPU, TRL's colocate
+    mode) against its bf16 weights (the KV
     cache gets the rest: in tokens), and the training state beside it: fp32 weights, gradients and AdamW's two
     moments (16 bytes per parameter) - whole on each GPU under DDP, a 1/G shard under FSDP - and the bf16 reference
     for the KL term (sharded likewise). What is left holds the activations."""
@@ -123,14 +129,16 @@ def colocated_memory(cfg: dict, table: dict, gpu_gib: float, util: float) -> lis
         gpus = resources.request(table, "rl", cfg["backbones"][backbone]["size_b"])["gpu"]
         shard = gpus if cfg["backbones"][backbone]["size_b"] >= FSDP_FROM_B else 1
         layers, kv, d = KV_SHAPES[backbone]
+        util = rl_recipe(cfg, backbone).vllm_gpu_memory_utilization
         share = util * gpu_gib
         weights = 2 * n / 2**30
         kv_tokens = max(share - weights, 0.0) * 2**30 / (2 * layers * kv * d * 2)
         train = 16 * n / shard / 2**30
         ref = 2 * n / shard / 2**30
-        out.append({"backbone": backbone, "gpu_gib": gpu_gib, "vllm_share_gib": share, "vllm_weights_gib": weights,
-                    "kv_cache_tokens": kv_tokens, "parallelism": "FSDP" if shard > 1 else "DDP",
-                    "train_state_gib": train, "reference_gib": ref, "left_gib": gpu_gib - share - train - ref})
+        out.append({"backbone": backbone, "gpu_gib": gpu_gib, "vllm_utilization": util, "vllm_share_gib": share,
+                    "vllm_weights_gib": weights, "kv_cache_tokens": kv_tokens,
+                    "parallelism": "FSDP" if shard > 1 else "DDP", "train_state_gib": train, "reference_gib": ref,
+                    "left_gib": gpu_gib - share - train - ref})
     return out
 
 
@@ -153,7 +161,8 @@ def markdown(rows: list[dict], memory: list[dict], lengths: dict, gpu: str) -> l
                  f"{num(r['paper_gpu_hours'], '.2f')} | {job} | {num(r['wall_min'], '.0f')} | {fits} | "
                  f"{num(r['implied_mean_tokens'], ',.0f')} |")
     L += ["", "DAPO with vLLM colocated (per GPU; 16 bytes of training state per parameter, bf16 weights for vLLM and "
-          "the reference):", "", "| backbone | GPU (GiB) | parallelism | vLLM share | its weights | "
+          "the reference; vLLM's share: the recipe's `vllm_gpu_memory_utilization`):", "",
+          "| backbone | GPU (GiB) | parallelism | vLLM share | its weights | "
           "KV cache (tokens) | training state | reference | left for activations |",
           "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for m in memory:

@@ -2,7 +2,7 @@
 told) over pre-tokenised rows, cached statistics from `Cache`, the micro-batches in the rows' order (the same
 examples in every mode), with the settings prift.sft.train gives it (mixed precision from the recipe, not the
 launcher), and a clock at each optimizer step. bench_sft, bench_packing, bench_reference_pass and gpu_check call
-`trainer` (bench_sft's TRL baseline takes `config` and `Clock`).
+`trainer` (bench_sft's TRL baseline takes `config` and `clock`).
 
 The length distribution the GPU check trains on is MATH-500's (math500_lengths.json beside this file: each problem
 as a chat prompt and its solution as the response, through SmolLM2's byte-level BPE tokenizer, cut at 2,048 tokens,

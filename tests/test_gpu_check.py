@@ -127,10 +127,11 @@ def test_projection_against_hand_arithmetic():
 
 def test_colocated_memory_against_hand_arithmetic():
     from prift import resources
-    mem = {m["backbone"]: m for m in P.colocated_memory(_cfg(), resources.load(), 100.0, 0.3)}
+    mem = {m["backbone"]: m for m in P.colocated_memory(_cfg(), resources.load(), 100.0)}
     small, big = mem["qwen2.5-math-1.5b"], mem["qwen3-8b-base"]
     gib = 2**30
     assert small["parallelism"] == "DDP" and big["parallelism"] == "FSDP"
+    assert small["vllm_utilization"] == big["vllm_utilization"] == 0.3   # prift.recipes.RLRecipe's, config sets none
     assert small["vllm_share_gib"] == pytest.approx(30.0)
     assert small["kv_cache_tokens"] == pytest.approx((30 - 3e9 / gib) * gib / (2 * 28 * 2 * 128 * 2))
     assert small["left_gib"] == pytest.approx(100 - 30 - 16 * 1.5e9 / gib - 3e9 / gib)
